@@ -1,0 +1,102 @@
+"""failover: keep AI features working when AI providers fail.
+
+Pick the best platform per operation type, call it through composable resilience policies,
+and fall back down a priority list; a circuit breaker per (platform, operation) pair; credit
+and quota errors cool a platform temporarily, never forever; every call traced with
+OpenTelemetry. Runs on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from failover._breaker import BreakerState
+from failover._chain import AttemptTimeout, Ordering, cost_order, priority_order
+from failover._classify import Classification, ErrorKind, classify, parse_retry_after
+from failover._clock import Clock, MonotonicClock
+from failover._errors import (
+    AllPlatformsFailed,
+    Attempt,
+    AuthFailed,
+    BadRequest,
+    ConfigError,
+    CreditExhausted,
+    FailoverError,
+    ProviderError,
+    RateLimited,
+    Transient,
+    UnknownOperation,
+)
+from failover._manager import PlatformManager
+from failover._policies import NO_RETRY, Policy, Retry
+from failover._spec import (
+    BUILTIN_OPERATION_TYPES,
+    DEFAULT_PRIORITIES,
+    KNOWN_PLATFORMS,
+    PlatformSpec,
+)
+from failover.decorators import FallbackFunction, fallback
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BUILTIN_OPERATION_TYPES",
+    "DEFAULT_PRIORITIES",
+    "KNOWN_PLATFORMS",
+    "NO_RETRY",
+    "AllPlatformsFailed",
+    "Attempt",
+    "AttemptTimeout",
+    "AuthFailed",
+    "BadRequest",
+    "BreakerState",
+    "Classification",
+    "Clock",
+    "ConfigError",
+    "CreditExhausted",
+    "ErrorKind",
+    "FailoverError",
+    "FallbackFunction",
+    "MonotonicClock",
+    "Ordering",
+    "PlatformManager",
+    "PlatformSpec",
+    "Policy",
+    "ProviderError",
+    "RateLimited",
+    "Retry",
+    "Transient",
+    "UnknownOperation",
+    "__version__",
+    "classify",
+    "cost_order",
+    "default_manager",
+    "fallback",
+    "parse_retry_after",
+    "priority_order",
+    "set_default_manager",
+]
+
+_default: PlatformManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> PlatformManager:
+    """The process-wide manager, built on first use by :meth:`PlatformManager.from_env`
+    (``AI_*`` variables, ``$FAILOVER_CONFIG``, else the built-in table)."""
+    global _default
+    manager = _default
+    if manager is not None:
+        return manager
+    with _default_lock:  # first use only; the hot path above takes no lock
+        if _default is None:
+            _default = PlatformManager.from_env()
+        return _default
+
+
+def set_default_manager(manager: PlatformManager | None) -> None:
+    """Replace the process default (``None``: rebuild from the environment on next use)."""
+    global _default
+    if manager is not None and not isinstance(manager, PlatformManager):
+        raise ConfigError(f"expected a PlatformManager, got {type(manager).__name__}")
+    _default = manager

@@ -1,0 +1,349 @@
+"""The per-pair circuit breaker: a pure state machine driven by an injected clock.
+
+No I/O and no event loop: :class:`PairBreaker` decides admission and records outcomes; the
+chain (async) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
+inspect it, attach listeners and call ``open()``/``close()`` (:class:`PybreakerMirror`), but
+no call ever goes through pybreaker's ``call()``.
+
+States: closed -> open after ``failure_threshold`` consecutive failures -> half-open once the
+open duration has passed, admitting at most ``half_open_max_calls`` probes, each holding a
+lease -> closed after ``success_threshold`` probe successes, or open again (for a possibly
+longer duration) on a probe failure.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pybreaker
+
+from failover._clock import Clock
+from failover._errors import ConfigError
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """How a pair's breaker behaves. Validated on construction.
+
+    ``open_backoff`` > 1 makes each consecutive re-open (a failed probe) last longer, up to
+    ``max_open_seconds``.
+    """
+
+    failure_threshold: int = 3
+    reset_timeout: float = 300.0
+    half_open_max_calls: int = 1
+    success_threshold: int = 1
+    probe_lease_seconds: float = 60.0
+    open_backoff: float = 1.0
+    max_open_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("failure_threshold", "half_open_max_calls", "success_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", key=name)
+        for name in ("reset_timeout", "probe_lease_seconds", "max_open_seconds"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}", key=name)
+            object.__setattr__(self, name, float(value))
+        backoff = self.open_backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1:
+            raise ConfigError(
+                f"open_backoff must be a number >= 1, got {backoff!r}", key="open_backoff"
+            )
+
+
+class Permit:
+    """Admission to make one attempt. A probe permit carries a lease deadline."""
+
+    __slots__ = ("is_probe", "lease_until")
+
+    def __init__(self, is_probe: bool, lease_until: float = math.inf) -> None:
+        self.is_probe = is_probe
+        self.lease_until = lease_until
+
+    def __repr__(self) -> str:
+        return "Permit(probe)" if self.is_probe else "Permit(closed)"
+
+
+#: The permit every call gets while a pair is closed: shared, so the happy path allocates nothing.
+CLOSED_PERMIT: Final = Permit(is_probe=False)
+
+#: Called as ``listener(old_state, new_state, reason)`` on every transition.
+TransitionListener = Callable[[BreakerState, BreakerState, str], None]
+
+
+class PairBreaker:
+    """Breaker state of one (platform, operation) pair.
+
+    ``admit()`` returns a :class:`Permit` or ``None``; every admitted attempt must end in
+    exactly one of ``on_success``, ``on_failure`` or ``release`` (cancelled: not counted).
+    """
+
+    __slots__ = (
+        "_listener",
+        "clock",
+        "consecutive_failures",
+        "open_until",
+        "pinned_closed",
+        "probe_successes",
+        "probes",
+        "reopen_count",
+        "settings",
+        "state",
+    )
+
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        clock: Clock,
+        listener: TransitionListener | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.state = BreakerState.CLOSED
+        self.consecutive_failures = 0
+        self.open_until = 0.0
+        self.probes: list[Permit] = []
+        self.probe_successes = 0
+        self.reopen_count = 0
+        self.pinned_closed = False
+        self._listener = listener
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self) -> Permit | None:
+        """Admit one attempt now, or return ``None`` if the pair is open or its probes are taken."""
+        if self.state is BreakerState.CLOSED:
+            return CLOSED_PERMIT
+        now = self.clock.now()
+        if self.state is BreakerState.OPEN:
+            if now < self.open_until:
+                return None
+            self._move(BreakerState.HALF_OPEN, "open duration elapsed")
+        self._expire_leases(now)
+        if len(self.probes) >= self.settings.half_open_max_calls:
+            return None
+        permit = Permit(True, now + self.settings.probe_lease_seconds)
+        self.probes.append(permit)
+        return permit
+
+    def current_state(self) -> BreakerState:
+        """The state as admission would see it now (an elapsed open reads as half-open)."""
+        if self.state is BreakerState.OPEN and self.clock.now() >= self.open_until:
+            return BreakerState.HALF_OPEN
+        return self.state
+
+    def would_admit(self) -> bool:
+        """Whether :meth:`admit` would let a call through now, without taking a permit."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        now = self.clock.now()
+        if self.state is BreakerState.OPEN:
+            return now >= self.open_until
+        live = sum(1 for permit in self.probes if permit.lease_until > now)
+        return live < self.settings.half_open_max_calls
+
+    def _expire_leases(self, now: float) -> None:
+        if self.probes and any(permit.lease_until <= now for permit in self.probes):
+            self.probes = [permit for permit in self.probes if permit.lease_until > now]
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def on_success(self, permit: Permit) -> None:
+        if not permit.is_probe:
+            if self.state is BreakerState.CLOSED and self.consecutive_failures:
+                self.consecutive_failures = 0
+            return
+        if permit not in self.probes:  # lease expired or the state moved on: a stale result
+            return
+        self.probes.remove(permit)
+        self._probe_succeeded()
+
+    def on_failure(self, permit: Permit) -> None:
+        if not permit.is_probe:
+            self.consecutive_failures += 1
+            if (
+                self.state is BreakerState.CLOSED
+                and not self.pinned_closed
+                and self.consecutive_failures >= self.settings.failure_threshold
+            ):
+                self._open(f"{self.consecutive_failures} consecutive failures")
+            return
+        if permit not in self.probes:
+            return
+        self.probes.remove(permit)
+        self.consecutive_failures += 1
+        self.reopen_count += 1
+        self._open("probe failed")
+
+    def release(self, permit: Permit) -> None:
+        """Give a permit back without an outcome (the attempt was cancelled)."""
+        if permit.is_probe and permit in self.probes:
+            self.probes.remove(permit)
+
+    # -- outcomes reported without a permit (the seed API's report_success/report_failure) ---
+
+    def report_success(self) -> None:
+        state = self.current_state()
+        if state is BreakerState.CLOSED:
+            self.consecutive_failures = 0
+        elif state is BreakerState.HALF_OPEN:
+            if self.state is BreakerState.OPEN:
+                self._move(BreakerState.HALF_OPEN, "open duration elapsed")
+            self._probe_succeeded()
+
+    def report_failure(self) -> None:
+        state = self.current_state()
+        if state is BreakerState.HALF_OPEN:
+            self.consecutive_failures += 1
+            self.reopen_count += 1
+            self._open("probe failed")
+        else:
+            self.on_failure(CLOSED_PERMIT)
+
+    # -- manual control ----------------------------------------------------------------------
+
+    def force_open(self, seconds: float | None = None) -> None:
+        """Open now: for ``seconds`` (default: the open duration), or until reset if ``inf``."""
+        self.pinned_closed = False
+        duration = self.settings.reset_timeout if seconds is None else seconds
+        self.open_until = self.clock.now() + duration
+        self.probes = []
+        self.probe_successes = 0
+        if self.state is not BreakerState.OPEN:
+            self._move(BreakerState.OPEN, "forced open")
+
+    def isolate(self) -> None:
+        """Open until :meth:`reset` or :meth:`force_closed` (Polly's *isolate*)."""
+        self.force_open(math.inf)
+
+    def force_half_open(self) -> None:
+        if self.state is not BreakerState.HALF_OPEN:
+            self.open_until = self.clock.now()
+            self.probes = []
+            self.probe_successes = 0
+            self._move(BreakerState.HALF_OPEN, "forced half-open")
+
+    def force_closed(self) -> None:
+        """Close and stay closed whatever fails, until :meth:`reset`."""
+        self.pinned_closed = True
+        self._close("forced closed")
+
+    def reset(self) -> None:
+        """Back to a fresh closed breaker: counters cleared, pin released."""
+        self.pinned_closed = False
+        self._close("reset")
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _probe_succeeded(self) -> None:
+        self.probe_successes += 1
+        if self.probe_successes >= self.settings.success_threshold:
+            self._close("probe succeeded")
+
+    def _open(self, reason: str) -> None:
+        settings = self.settings
+        duration = settings.reset_timeout
+        if self.reopen_count and settings.open_backoff > 1:
+            duration = min(
+                duration * settings.open_backoff**self.reopen_count, settings.max_open_seconds
+            )
+        self.open_until = self.clock.now() + duration
+        self.probes = []
+        self.probe_successes = 0
+        self._move(BreakerState.OPEN, reason)
+
+    def _close(self, reason: str) -> None:
+        self.consecutive_failures = 0
+        self.reopen_count = 0
+        self.probe_successes = 0
+        self.probes = []
+        self.open_until = 0.0
+        if self.state is not BreakerState.CLOSED:
+            self._move(BreakerState.CLOSED, reason)
+
+    def _move(self, new: BreakerState, reason: str) -> None:
+        old = self.state
+        self.state = new
+        if self._listener is not None and old is not new:
+            self._listener(old, new, reason)
+
+
+_PYBREAKER_STATE: Final = {
+    "closed": BreakerState.CLOSED,
+    "open": BreakerState.OPEN,
+    "half-open": BreakerState.HALF_OPEN,
+}
+
+
+class PybreakerMirror(pybreaker.CircuitBreakerListener):
+    """Keeps a ``pybreaker.CircuitBreaker`` in step with a :class:`PairBreaker`, both ways.
+
+    Our transitions are replayed on the pybreaker object (so its listeners fire and
+    ``current_state`` reads right); a user's ``cb.open()``, ``cb.close()`` or
+    ``cb.half_open()`` is applied to the pair breaker.
+    """
+
+    def __init__(self, machine: PairBreaker, name: str) -> None:
+        self.machine = machine
+        self.applying = False
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=machine.settings.failure_threshold,
+            reset_timeout=machine.settings.reset_timeout,
+            success_threshold=machine.settings.success_threshold,
+            name=name,
+            listeners=[self],
+        )
+
+    def replay(self, new: BreakerState) -> None:
+        """Apply a transition of the pair breaker to the pybreaker object."""
+        if _PYBREAKER_STATE.get(self.breaker.current_state) is new:
+            return  # already there (the user drove pybreaker and we followed)
+        self.applying = True
+        try:
+            if new is BreakerState.OPEN:
+                self.breaker.open()
+            elif new is BreakerState.HALF_OPEN:
+                self.breaker.half_open()
+            else:
+                self.breaker.close()
+        finally:
+            self.applying = False
+
+    def sync_failures(self) -> None:
+        """Mirror the consecutive-failure count (``cb.fail_counter``); off the happy path."""
+        storage = self.breaker._state_storage
+        target = self.machine.consecutive_failures
+        if target == 0:
+            storage.reset_counter()
+        else:
+            while storage.counter < target:
+                storage.increment_counter()
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        if self.applying:
+            return
+        wanted = _PYBREAKER_STATE.get(getattr(new_state, "name", ""))
+        if wanted is BreakerState.OPEN:
+            self.machine.force_open()
+        elif wanted is BreakerState.HALF_OPEN:
+            self.machine.force_half_open()
+        elif wanted is BreakerState.CLOSED:
+            self.machine.reset()

@@ -1,0 +1,473 @@
+"""The fallback chain: order platforms, skip, attempt, record, raise :class:`AllPlatformsFailed`.
+
+This is the only async part of the engine. It sequences decisions made elsewhere: the ordering
+strategy (which platforms, in what order), each :class:`~failover._pair.Pair` (admit or skip),
+the classifier (what kind of failure), the policy (retry the same platform? how long to
+wait? how long may an attempt take?). Cancellation from the caller is never counted, never
+retried, never converted: the permit is given back and the exception re-raised unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import anyio
+from opentelemetry import trace as otel_trace
+
+from failover._breaker import Permit
+from failover._classify import Classification, ErrorKind, classify
+from failover._errors import AllPlatformsFailed, Attempt
+from failover._pair import COOLDOWN_REASON, Pair
+from failover._policies import RetryRun
+from failover._spec import PlatformSpec
+from failover._telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+    from failover._clock import Clock
+
+logger = logging.getLogger("failover")
+
+#: Request-fault reasons that move on to the next platform by default; others raise at once.
+DEFAULT_CONTINUE_ON: Final = frozenset({"content_policy", "context_window", "not_found"})
+
+
+class AttemptTimeout(TimeoutError):
+    """An attempt ran past its ``attempt_timeout``; counts as a transient failure."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"attempt timed out after {seconds:g}s")
+
+
+class Ordering(Protocol):
+    """Decides the order in which an operation's platforms are tried for one call.
+
+    ``platforms`` arrive in priority order; return them (or a subset) in the order to try.
+    ``context`` holds the keywords given to ``get_platform(**context)`` or
+    ``with_fallback(..., failover_context={...})``.
+    """
+
+    def __call__(
+        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Sequence[PlatformSpec]: ...
+
+
+def priority_order(
+    operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+) -> Sequence[PlatformSpec]:
+    """Fixed priority: as configured."""
+    return platforms
+
+
+def cost_order(
+    operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+) -> Sequence[PlatformSpec]:
+    """Cheapest first (ties keep priority), unless the call asks for ``quality_boost``."""
+    if context.get("quality_boost"):
+        return platforms
+    return sorted(platforms, key=lambda spec: spec.estimated_cost)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSettings:
+    max_attempts: int
+    fallback_enabled: bool
+    monitoring_enabled: bool
+    continue_on: frozenset[str]
+    cooldown_seconds: float
+    auth_cooldown_seconds: float
+    rate_limit_max_seconds: float
+
+
+class Route:
+    """The pairs of one operation in priority order, and the ordering to apply per call."""
+
+    __slots__ = ("_by_name", "_cost_order", "deadline", "operation", "ordering", "pairs")
+
+    def __init__(
+        self,
+        operation: str,
+        pairs: Sequence[Pair],
+        ordering: Ordering | None,
+        deadline: float | None,
+    ) -> None:
+        self.operation = operation
+        self.pairs: tuple[Pair, ...] = tuple(pairs)
+        self.ordering = ordering
+        self.deadline = deadline
+        self._by_name = {pair.spec.name: pair for pair in self.pairs}
+        self._cost_order = tuple(sorted(self.pairs, key=lambda pair: pair.spec.estimated_cost))
+
+    def order(self, context: Mapping[str, Any] | None) -> Sequence[Pair]:
+        ordering = self.ordering
+        if ordering is None or ordering is priority_order:
+            return self.pairs
+        if ordering is cost_order:
+            if context and context.get("quality_boost"):
+                return self.pairs
+            return self._cost_order
+        specs = ordering(self.operation, [pair.spec for pair in self.pairs], context or {})
+        return [self._by_name[spec.name] for spec in specs if spec.name in self._by_name]
+
+
+Operation = Callable[..., Any]
+
+
+async def invoke(
+    func: Operation, spec: PlatformSpec, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Any:
+    """Call ``func(spec, *args, **kwargs)``; await the result when it is awaitable."""
+    result = func(spec, *args, **kwargs)
+    if type(result) is CoroutineType or isinstance(result, Awaitable):
+        return await result
+    return result
+
+
+class Chain:
+    """Runs one call down a route. One instance per manager; holds no per-call state."""
+
+    __slots__ = ("clock", "settings", "telemetry")
+
+    def __init__(self, settings: ChainSettings, clock: Clock, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.telemetry = telemetry
+
+    async def call(
+        self,
+        route: Route,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+    ) -> tuple[Any, PlatformSpec]:
+        tracer = self.telemetry.tracer()
+        instruments = self.telemetry.instruments()
+        if tracer is None and instruments is None:
+            return await self._run(route, func, args, kwargs, context, None, None)
+        started = self.clock.now()
+        span = None if tracer is None else self.telemetry.start_call(tracer, route.operation)
+        outcome = "failure"
+        try:
+            if span is None:
+                result = await self._run(route, func, args, kwargs, context, None, None)
+            else:
+                with otel_trace.use_span(
+                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+                ):
+                    result = await self._run(route, func, args, kwargs, context, tracer, span)
+            outcome = "success"
+            return result
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
+            raise
+        except BaseException as exc:
+            if span is not None:
+                self.telemetry.fail_span(span, exc, type(exc).__qualname__)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+            if instruments is not None:
+                instruments.call_duration.record(
+                    self.clock.now() - started,
+                    {"failover.operation": route.operation, "failover.outcome": outcome},
+                )
+
+    async def _run(
+        self,
+        route: Route,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+        tracer: Tracer | None,
+        call_span: Span | None,
+    ) -> tuple[Any, PlatformSpec]:
+        attempts: list[Attempt] = []
+        if route.deadline is None:
+            return await self._walk(route, func, args, kwargs, context, tracer, call_span, attempts)
+        with self.clock.cancel_scope(route.deadline) as scope:
+            return await self._walk(route, func, args, kwargs, context, tracer, call_span, attempts)
+        # Only reached when the deadline scope swallowed its own cancellation.
+        assert scope.cancelled_caught
+        raise AllPlatformsFailed(
+            route.operation, attempts, reason=f"deadline of {route.deadline:g}s exceeded"
+        )
+
+    async def _walk(
+        self,
+        route: Route,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+        tracer: Tracer | None,
+        call_span: Span | None,
+        attempts: list[Attempt],
+    ) -> tuple[Any, PlatformSpec]:
+        settings = self.settings
+        clock = self.clock
+        operation = route.operation
+        tries = 0
+        platforms_tried = 0
+        reason: str | None = None
+        for pair in route.order(context):
+            if tries >= settings.max_attempts:
+                reason = f"max_attempts={settings.max_attempts} reached"
+                break
+            if platforms_tried and not settings.fallback_enabled:
+                reason = "fallback disabled"
+                break
+            admission = pair.admit(clock)
+            if not isinstance(admission, Permit):
+                self._skipped(pair, admission, attempts, call_span)
+                continue
+            permit = admission
+            platforms_tried += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "Selected platform %s (%s) for %s", pair.spec.name, pair.spec.model, operation
+                )
+            retry_run: RetryRun | None = None
+            attempt_on_platform = 0
+            while True:
+                tries += 1
+                attempt_on_platform += 1
+                started = clock.now()
+                try:
+                    if tracer is None:
+                        result = await self._attempt(pair, permit, func, args, kwargs)
+                    else:
+                        result = await self._traced_attempt(
+                            tracer, pair, permit, func, args, kwargs, tries
+                        )
+                except BaseException as exc:
+                    duration = clock.now() - started
+                    if not isinstance(exc, Exception) or isinstance(
+                        exc, anyio.get_cancelled_exc_class()
+                    ):
+                        pair.breaker.release(permit)
+                        attempts.append(
+                            Attempt(
+                                pair.spec.name,
+                                pair.spec.model,
+                                operation,
+                                "cancelled",
+                                attempt=tries,
+                                duration=duration,
+                            )
+                        )
+                        self._count(pair, "cancelled", duration)
+                        raise
+                    error = exc
+                else:
+                    duration = clock.now() - started
+                    self.succeeded(pair, permit, duration)
+                    if call_span is not None:
+                        call_span.set_attributes(
+                            {
+                                "failover.platform": pair.spec.name,
+                                "failover.attempts": tries,
+                                "failover.fallbacks": platforms_tried - 1,
+                            }
+                        )
+                    return result, pair.spec
+
+                verdict = classify(error, pair.classifiers)
+                self.failed(pair, permit, verdict, duration)
+                attempts.append(
+                    Attempt(
+                        pair.spec.name,
+                        pair.spec.model,
+                        operation,
+                        "failure",
+                        attempt=tries,
+                        error_type=type(error).__qualname__,
+                        error_kind=verdict.kind,
+                        status_code=verdict.status_code,
+                        duration=duration,
+                        error=error,
+                    )
+                )
+                if verdict.kind is ErrorKind.REQUEST and verdict.reason not in settings.continue_on:
+                    if call_span is not None:
+                        call_span.set_attributes(
+                            {"failover.attempts": tries, "failover.fallbacks": platforms_tried - 1}
+                        )
+                    raise error
+                policy_retry = pair.policy.retry
+                if policy_retry is None or tries >= settings.max_attempts:
+                    break
+                if retry_run is None:
+                    retry_run = RetryRun(policy_retry, started)
+                wait = retry_run.next_wait(error, verdict, attempt_on_platform, clock.now())
+                if wait is None:
+                    break
+                self.telemetry.event(
+                    call_span,
+                    "failover.retry",
+                    {
+                        "failover.platform": pair.spec.name,
+                        "failover.attempt": tries,
+                        "failover.retry.wait": wait,
+                        "error.type": type(error).__qualname__,
+                    },
+                )
+                logger.info(
+                    "Retrying %s on %s in %.2fs (attempt %d failed: %s)",
+                    operation,
+                    pair.spec.name,
+                    wait,
+                    attempt_on_platform,
+                    type(error).__qualname__,
+                )
+                if wait > 0:
+                    await clock.sleep(wait)
+                admission = pair.admit(clock)
+                if not isinstance(admission, Permit):
+                    self._skipped(pair, admission, attempts, call_span)
+                    break
+                permit = admission
+        if call_span is not None:
+            call_span.set_attributes(
+                {"failover.attempts": tries, "failover.fallbacks": max(platforms_tried - 1, 0)}
+            )
+        if not route.pairs:
+            reason = "no platforms configured"
+        raise AllPlatformsFailed(operation, attempts, reason=reason)
+
+    async def _attempt(
+        self,
+        pair: Pair,
+        permit: Permit,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        timeout = pair.policy.attempt_timeout
+        if timeout is None:
+            return await invoke(func, pair.spec, args, kwargs)
+        with self.clock.cancel_scope(timeout) as scope:
+            return await invoke(func, pair.spec, args, kwargs)
+        assert scope.cancelled_caught
+        raise AttemptTimeout(timeout)
+
+    async def _traced_attempt(
+        self,
+        tracer: Tracer,
+        pair: Pair,
+        permit: Permit,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        attempt: int,
+    ) -> Any:
+        span = self.telemetry.start_attempt(
+            tracer, pair.spec, pair.operation, attempt, pair.breaker.state.value
+        )
+        with otel_trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
+            try:
+                return await self._attempt(pair, permit, func, args, kwargs)
+            except anyio.get_cancelled_exc_class():
+                span.set_attribute("failover.outcome", "cancelled")
+                raise
+            except BaseException as exc:
+                self.telemetry.fail_span(span, exc, type(exc).__qualname__)
+                raise
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def succeeded(self, pair: Pair, permit: Permit | None, duration: float | None) -> None:
+        """Record a success; ``permit`` is ``None`` for an outcome reported by hand."""
+        breaker = pair.breaker
+        had_failures = breaker.consecutive_failures
+        if permit is None:
+            breaker.report_success()
+        else:
+            breaker.on_success(permit)
+        if had_failures:
+            pair.record_failure_counters()
+        if self.settings.monitoring_enabled:
+            pair.stats.record_success(self.clock.now(), duration, pair.spec.estimated_cost)
+            if duration is not None:
+                self._count(pair, "success", duration)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
+
+    def failed(
+        self, pair: Pair, permit: Permit | None, verdict: Classification, duration: float | None
+    ) -> None:
+        """Apply DESIGN §2's consequences; ``permit`` is ``None`` for a hand-reported failure."""
+        kind = verdict.kind
+        settings = self.settings
+        spec = pair.spec
+        if kind is ErrorKind.TRANSIENT:
+            if permit is None:
+                pair.breaker.report_failure()
+            else:
+                pair.breaker.on_failure(permit)
+            pair.record_failure_counters()
+        elif permit is not None:
+            # Not the pair's own sickness: no breaker count, whatever the permit was.
+            pair.breaker.release(permit)
+        now = self.clock.now()
+        if kind is ErrorKind.CREDIT_EXHAUSTED:
+            pair.platform.cooldown.set(now + settings.cooldown_seconds, COOLDOWN_REASON[kind])
+            logger.warning(
+                "Credit issue on %s (%s): skipping it for %gs across all operations",
+                spec.name,
+                pair.operation,
+                settings.cooldown_seconds,
+            )
+        elif kind is ErrorKind.AUTH:
+            pair.platform.cooldown.set(now + settings.auth_cooldown_seconds, COOLDOWN_REASON[kind])
+            logger.warning(
+                "API key problem on %s (check %s): skipping it for %gs across all operations",
+                spec.name,
+                spec.api_key_env or "its key",
+                settings.auth_cooldown_seconds,
+            )
+        elif kind is ErrorKind.RATE_LIMITED:
+            wait = settings.cooldown_seconds if verdict.retry_after is None else verdict.retry_after
+            wait = min(wait, settings.rate_limit_max_seconds)
+            pair.cooldown.set(now + wait, COOLDOWN_REASON[kind])
+            logger.info(
+                "Rate limited on %s for %s: skipping it for %gs", spec.name, pair.operation, wait
+            )
+        if kind is not ErrorKind.REQUEST and settings.monitoring_enabled:
+            pair.stats.record_failure(now, duration, kind.value)
+            if duration is not None:
+                self._count(pair, "failure", duration)
+
+    def _skipped(
+        self, pair: Pair, reason: str, attempts: list[Attempt], call_span: Span | None
+    ) -> None:
+        attempts.append(
+            Attempt(pair.spec.name, pair.spec.model, pair.operation, "skipped", skip_reason=reason)
+        )
+        self.telemetry.event(
+            call_span,
+            "failover.platform.skipped",
+            {"failover.platform": pair.spec.name, "failover.skip.reason": reason},
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Skipping unhealthy platform %s for %s: %s", pair.spec.name, pair.operation, reason
+            )
+
+    def _count(self, pair: Pair, outcome: str, duration: float) -> None:
+        instruments = self.telemetry.instruments()
+        if instruments is None:
+            return
+        attributes = pair.metric_attributes[outcome]
+        instruments.attempts.add(1, attributes)
+        instruments.attempt_duration.record(duration, attributes)

@@ -1,0 +1,176 @@
+"""failover's exceptions.
+
+A shallow hierarchy users can catch at the level they care about:
+
+* :class:`ProviderError` and its kinds are raised *by users' operations* (or by the
+  ``failover.http`` adapters) to tell failover what went wrong without status-code guessing.
+* :class:`AllPlatformsFailed` is raised *by failover* when no platform answered.
+* :class:`ConfigError` is raised for bad configuration or API misuse, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from failover._classify import ErrorKind
+
+
+class FailoverError(Exception):
+    """Base class of every exception failover defines."""
+
+
+class ConfigError(FailoverError, ValueError):
+    """A setting or argument is wrong. The message names where, which key, and what is wrong."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        self.source = source
+        self.key = key
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class UnknownOperation(ConfigError, LookupError):
+    """An operation type the manager has no priority list for."""
+
+    def __init__(self, operation: object, known: Sequence[str]):
+        self.operation = operation
+        self.known = tuple(known)
+        super().__init__(
+            f"unknown operation type {operation!r}; known: {', '.join(self.known) or '(none)'}",
+            key=str(operation),
+        )
+
+
+class ProviderError(FailoverError):
+    """An error from a provider, already classified by whoever raises it.
+
+    Raise a subclass from an operation (``raise CreditExhausted("out of credits")``) and
+    failover applies the matching consequence without looking at status codes or messages.
+    """
+
+    kind_name: ClassVar[str] = "transient"
+
+    def __init__(self, message: str = "", *, status_code: int | None = None):
+        self.status_code = status_code
+        super().__init__(message or type(self).__name__)
+
+
+class Transient(ProviderError):
+    """A failure worth retrying or falling back from: 5xx, timeout, connection error."""
+
+    kind_name = "transient"
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to slow down; ``retry_after`` seconds when it said so."""
+
+    kind_name = "rate_limited"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        status_code: int | None = 429,
+    ):
+        if retry_after is not None and (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, int | float)
+            or retry_after < 0
+        ):
+            raise ConfigError(f"RateLimited(retry_after=...) must be >= 0, got {retry_after!r}")
+        self.retry_after = None if retry_after is None else float(retry_after)
+        super().__init__(message, status_code=status_code)
+
+
+class CreditExhausted(ProviderError):
+    """Out of credits, quota or billing: the whole platform cools down (never permanently)."""
+
+    kind_name = "credit_exhausted"
+
+
+class AuthFailed(ProviderError):
+    """The key was refused (401/403): the whole platform cools down, logged as a key problem."""
+
+    kind_name = "auth"
+
+
+class BadRequest(ProviderError):
+    """The request's own fault; platform health is untouched.
+
+    ``reason`` is ``"bad_request"`` (default: raised at once), ``"content_policy"`` or
+    ``"context_window"`` (default: the next platform is tried).
+    """
+
+    kind_name = "request"
+
+    def __init__(
+        self, message: str = "", *, reason: str = "bad_request", status_code: int | None = 400
+    ):
+        self.reason = reason
+        super().__init__(message, status_code=status_code)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened to one platform during one call.
+
+    ``outcome`` is ``"success"``, ``"failure"``, ``"skipped"`` or ``"cancelled"``. For a skip,
+    ``skip_reason`` says why (``open``, ``credit``, ``auth``, ``rate_limited``,
+    ``missing_api_key``, ...). ``error`` keeps the original exception for inspection; it is
+    never part of any message failover writes.
+    """
+
+    platform: str
+    model: str
+    operation: str
+    outcome: str
+    attempt: int = 0
+    error_type: str | None = None
+    error_kind: ErrorKind | None = None
+    status_code: int | None = None
+    duration: float | None = None
+    skip_reason: str | None = None
+    error: BaseException | None = None
+
+    def describe(self) -> str:
+        """One line for humans; contains no message text from the provider."""
+        if self.outcome == "skipped":
+            return f"{self.platform}/{self.model}: skipped ({self.skip_reason})"
+        parts = [f"{self.platform}/{self.model}: {self.outcome}"]
+        if self.error_type:
+            detail = self.error_type
+            if self.error_kind is not None:
+                detail += f", {self.error_kind.value}"
+            if self.status_code is not None:
+                detail += f", HTTP {self.status_code}"
+            parts.append(f"({detail})")
+        if self.duration is not None:
+            parts.append(f"after {self.duration:.3f}s")
+        return " ".join(parts)
+
+
+class AllPlatformsFailed(FailoverError, RuntimeError):
+    """No platform could serve the operation. ``attempts`` tells the whole story."""
+
+    def __init__(self, operation: str, attempts: Sequence[Attempt], reason: str | None = None):
+        self.operation = operation
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        self.reason = reason
+        lines = [f"all platforms failed for {operation!r}"]
+        if reason:
+            lines[0] += f" ({reason})"
+        if not self.attempts:
+            lines.append("  no platform was tried")
+        lines.extend(f"  - {attempt.describe()}" for attempt in self.attempts)
+        super().__init__("\n".join(lines))
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The exception of the last failed attempt, if any."""
+        for attempt in reversed(self.attempts):
+            if attempt.error is not None:
+                return attempt.error
+        return None

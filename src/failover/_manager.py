@@ -1,0 +1,697 @@
+"""PlatformManager: the pinned API (DESIGN §1) over routes, chain, health and telemetry."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, overload
+
+import anyio
+
+from failover._breaker import BreakerSettings, BreakerState, PairBreaker
+from failover._chain import (
+    DEFAULT_CONTINUE_ON,
+    Chain,
+    ChainSettings,
+    Ordering,
+    Route,
+    cost_order,
+)
+from failover._classify import Classifier, classify
+from failover._clock import Clock, MonotonicClock, to_wall
+from failover._errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
+from failover._health import aggregate
+from failover._pair import Pair, PlatformState
+from failover._policies import Policy, ResolvedPolicy
+from failover._scrub import Scrubber, ScrubbingFilter
+from failover._spec import (
+    BUILTIN_OPERATION_TYPES,
+    DEFAULT_PRIORITIES,
+    PlatformSpec,
+    check_operation_name,
+    known_platform,
+)
+from failover._telemetry import Telemetry, current_span
+
+if TYPE_CHECKING:
+    import pybreaker
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+logger = logging.getLogger("failover")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PriorityEntry = tuple[str, str] | PlatformSpec
+Priorities = Mapping[str, Sequence[PriorityEntry]]
+
+
+def _number(
+    name: str,
+    value: object,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    integer: bool = False,
+) -> float:
+    """``value`` if it is a number in range, else one ``ConfigError`` naming ``name``."""
+    kind = "an integer" if integer else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+        or math.isnan(value)
+    ):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}", key=name)
+    if above is not None and not value > above:
+        raise ConfigError(f"{name} must be {kind} > {above:g}, got {value!r}", key=name)
+    if at_least is not None and not value >= at_least:
+        raise ConfigError(f"{name} must be {kind} >= {at_least:g}, got {value!r}", key=name)
+    return value
+
+
+def _iso(clock: Clock, monotonic: float | None) -> str | None:
+    if monotonic is None:
+        return None
+    if math.isinf(monotonic):
+        return None
+    return datetime.fromtimestamp(to_wall(clock, monotonic), UTC).isoformat()
+
+
+def build_specs(priorities: Priorities) -> dict[str, list[PlatformSpec]]:
+    """Validate ``priorities`` and turn every entry into a :class:`PlatformSpec`."""
+    if not isinstance(priorities, Mapping):
+        raise ConfigError(
+            f"priorities must be a mapping of operation type -> list of platforms, "
+            f"got {type(priorities).__name__}",
+            key="priorities",
+        )
+    operations_by_name: dict[str, set[str]] = {}
+    for operation, entries in priorities.items():
+        check_operation_name(operation, where="priorities")
+        raw: object = entries
+        if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+            raise ConfigError(
+                f"priorities[{operation!r}] must be a list of (name, model) pairs or "
+                f"PlatformSpec, got {type(raw).__name__}",
+                key=operation,
+            )
+        if not entries:
+            raise ConfigError(
+                f"priorities[{operation!r}] is empty; list at least one platform", key=operation
+            )
+        for entry in entries:
+            name = entry.name if isinstance(entry, PlatformSpec) else _entry_name(operation, entry)
+            operations_by_name.setdefault(name, set()).add(operation)
+    result: dict[str, list[PlatformSpec]] = {}
+    for operation, entries in priorities.items():
+        seen: set[str] = set()
+        specs: list[PlatformSpec] = []
+        for index, entry in enumerate(entries):
+            if isinstance(entry, PlatformSpec):
+                spec = entry
+                if not spec.operation_types:
+                    spec = _replace(spec, operation_types=frozenset(operations_by_name[spec.name]))
+            else:
+                name, model = entry  # validated by _entry_name
+                known = known_platform(name)
+                spec = PlatformSpec(
+                    name=name,
+                    model=model,
+                    operation_types=frozenset(operations_by_name[name]),
+                    priority=index,
+                    estimated_cost=known.estimated_cost if known else 0.0,
+                    estimated_time=known.estimated_time if known else 0.0,
+                    api_key_env=known.api_key_env if known else None,
+                )
+            if spec.name in seen:
+                raise ConfigError(
+                    f"priorities[{operation!r}] lists platform {spec.name!r} twice; "
+                    "each platform may appear once per operation",
+                    key=operation,
+                )
+            seen.add(spec.name)
+            specs.append(spec)
+        result[operation] = specs
+    return result
+
+
+def _entry_name(operation: str, entry: object) -> str:
+    if (
+        isinstance(entry, tuple | list)
+        and len(entry) == 2
+        and all(isinstance(part, str) and part for part in entry)
+    ):
+        return str(entry[0])
+    raise ConfigError(
+        f"priorities[{operation!r}] entries must be (name, model) string pairs or "
+        f"PlatformSpec, got {entry!r}",
+        key=operation,
+    )
+
+
+def _replace(spec: PlatformSpec, **changes: Any) -> PlatformSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+class PlatformManager:
+    """Picks the best platform per operation type and falls back down its priority list.
+
+    Every (platform, operation) pair has its own circuit breaker; credit, quota and billing
+    errors cool a whole platform for ``cache_ttl_seconds``, never permanently. Works without
+    ``async with`` unless shared state is configured.
+    """
+
+    def __init__(
+        self,
+        priorities: Priorities | None = None,
+        failure_threshold: int = 3,
+        cache_ttl_seconds: float = 300,
+        *,
+        fallback_enabled: bool = True,
+        cost_optimization: bool = False,
+        monitoring_enabled: bool = True,
+        max_attempts: int = 5,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        probe_lease_seconds: float | None = None,
+        open_backoff: float = 1.0,
+        max_open_seconds: float = 3600.0,
+        auth_cooldown_seconds: float | None = None,
+        rate_limit_max_seconds: float | None = None,
+        continue_on: Iterable[str] = DEFAULT_CONTINUE_ON,
+        policy: Policy | None = None,
+        operation_policies: Mapping[str, Policy] | None = None,
+        platform_policies: Mapping[str, Policy] | None = None,
+        ordering: Ordering | None = None,
+        classifiers: Mapping[str, Sequence[Classifier]] | None = None,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        shared_state: Any = None,
+    ) -> None:
+        ttl = _number("cache_ttl_seconds", cache_ttl_seconds, above=0)
+        _number("failure_threshold", failure_threshold, at_least=1, integer=True)
+        _number("max_attempts", max_attempts, at_least=1, integer=True)
+        for flag_name, flag in (
+            ("fallback_enabled", fallback_enabled),
+            ("cost_optimization", cost_optimization),
+            ("monitoring_enabled", monitoring_enabled),
+        ):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{flag_name} must be True or False, got {flag!r}", key=flag_name)
+        auth_cooldown = (
+            ttl * 4
+            if auth_cooldown_seconds is None
+            else _number("auth_cooldown_seconds", auth_cooldown_seconds, above=0)
+        )
+        rate_cap = (
+            ttl
+            if rate_limit_max_seconds is None
+            else _number("rate_limit_max_seconds", rate_limit_max_seconds, above=0)
+        )
+        if isinstance(continue_on, str) or not isinstance(continue_on, Iterable):
+            raise ConfigError(
+                f"continue_on must be a collection of request-fault reasons, got {continue_on!r}",
+                key="continue_on",
+            )
+        if policy is not None and not isinstance(policy, Policy):
+            raise ConfigError(f"policy must be a failover.Policy, got {policy!r}", key="policy")
+        if ordering is not None and not callable(ordering):
+            raise ConfigError(f"ordering must be callable, got {ordering!r}", key="ordering")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(
+                "clock must provide now(), wall(), sleep() and cancel_scope()", key="clock"
+            )
+        self._breaker_settings = BreakerSettings(
+            failure_threshold=failure_threshold,
+            reset_timeout=ttl,
+            half_open_max_calls=half_open_max_calls,
+            success_threshold=success_threshold,
+            probe_lease_seconds=(
+                min(ttl, 60.0) if probe_lease_seconds is None else probe_lease_seconds
+            ),
+            open_backoff=open_backoff,
+            max_open_seconds=max(max_open_seconds, ttl) if max_open_seconds else ttl,
+        )
+        specs_by_operation = build_specs(
+            {op: list(entries) for op, entries in DEFAULT_PRIORITIES.items()}
+            if priorities is None
+            else priorities
+        )
+        operation_policies = dict(operation_policies or {})
+        platform_policies = dict(platform_policies or {})
+        classifiers = dict(classifiers or {})
+        for label, policies in (
+            ("operation_policies", operation_policies),
+            ("platform_policies", platform_policies),
+        ):
+            for key, value in policies.items():
+                if not isinstance(value, Policy):
+                    raise ConfigError(
+                        f"{label}[{key!r}] must be a failover.Policy, got {value!r}", key=key
+                    )
+        unknown_ops = set(operation_policies) - set(specs_by_operation)
+        if unknown_ops:
+            raise UnknownOperation(sorted(unknown_ops)[0], sorted(specs_by_operation))
+        known_platforms = {spec.name for specs in specs_by_operation.values() for spec in specs}
+        for label, mapping in (
+            ("platform_policies", platform_policies),
+            ("classifiers", classifiers),
+        ):
+            for name in mapping:
+                if name not in known_platforms:
+                    raise ConfigError(
+                        f"{label} names platform {name!r}, which is in no priority list "
+                        f"(known: {', '.join(sorted(known_platforms))})",
+                        key=str(name),
+                    )
+        for name, value in platform_policies.items():
+            if value.deadline is not None:
+                raise ConfigError(
+                    f"platform_policies[{name!r}].deadline: a deadline bounds a whole call "
+                    "across platforms; set it in policy= or operation_policies=",
+                    key=name,
+                )
+
+        self.failure_threshold = failure_threshold
+        self.cache_ttl_seconds = ttl
+        self.fallback_enabled = fallback_enabled
+        self.cost_optimization = cost_optimization
+        self.monitoring_enabled = monitoring_enabled
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self.shared_state = shared_state
+        api_key_envs = {
+            spec.api_key_env
+            for specs in specs_by_operation.values()
+            for spec in specs
+            if spec.api_key_env
+        }
+        self.scrub = Scrubber(api_key_envs, environ)
+        self._log_filter = ScrubbingFilter(self.scrub)
+        logger.addFilter(self._log_filter)
+        self._telemetry = Telemetry(
+            enabled=monitoring_enabled,
+            scrub=self.scrub,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        self._chain = Chain(
+            ChainSettings(
+                max_attempts=max_attempts,
+                fallback_enabled=fallback_enabled,
+                monitoring_enabled=monitoring_enabled,
+                continue_on=frozenset(continue_on),
+                cooldown_seconds=ttl,
+                auth_cooldown_seconds=auth_cooldown,
+                rate_limit_max_seconds=rate_cap,
+            ),
+            self.clock,
+            self._telemetry,
+        )
+        base_policy = policy or Policy()
+        effective_ordering = (
+            ordering if ordering is not None else (cost_order if cost_optimization else None)
+        )
+        self._platforms: dict[str, PlatformState] = {}
+        self._pairs: dict[tuple[str, str], Pair] = {}
+        self._routes: dict[str, Route] = {}
+        for operation, specs in specs_by_operation.items():
+            operation_policy = base_policy.then(operation_policies.get(operation, Policy()))
+            pairs = []
+            for spec in specs:
+                platform = self._platforms.get(spec.name)
+                if platform is None:
+                    platform = self._platforms[spec.name] = PlatformState(spec.name)
+                resolved = ResolvedPolicy.of(
+                    operation_policy.then(platform_policies.get(spec.name, Policy()))
+                )
+                breaker = PairBreaker(self._breaker_settings, self.clock)
+                pair = Pair(
+                    spec,
+                    operation,
+                    platform,
+                    breaker,
+                    resolved,
+                    tuple(classifiers.get(spec.name, ())),
+                    environ,
+                )
+                breaker._listener = self._transition_listener(pair)
+                self._pairs[pair.key] = pair
+                pairs.append(pair)
+            self._routes[operation] = Route(
+                operation,
+                pairs,
+                effective_ordering,
+                ResolvedPolicy.of(operation_policy).deadline,
+            )
+        self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._closed = False
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+        **overrides: Any,
+    ) -> PlatformManager:
+        """A manager configured from ``AI_*`` variables and an optional TOML file.
+
+        The file is ``config_path`` or ``$FAILOVER_CONFIG``; keyword ``overrides`` win over
+        both. With no file, the built-in priority table is used.
+        """
+        from failover._config import load_manager_kwargs
+
+        kwargs = load_manager_kwargs(environ=environ, config_path=config_path)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """Operation types this manager has priority lists for."""
+        return tuple(self._routes)
+
+    def platforms(self, operation: str) -> list[PlatformSpec]:
+        """The platforms of ``operation`` in priority order."""
+        return [pair.spec for pair in self._route(operation).pairs]
+
+    def _route(self, operation: str) -> Route:
+        route = self._routes.get(operation)
+        if route is None:
+            if operation in BUILTIN_OPERATION_TYPES:
+                return Route(operation, (), None, None)
+            raise UnknownOperation(operation, self._known_operations)
+        return route
+
+    def _pair(self, platform: PlatformSpec | str, operation: str) -> Pair:
+        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        self._route(operation)
+        pair = self._pairs.get((name, operation))
+        if pair is None:
+            names = [pair.spec.name for pair in self._route(operation).pairs]
+            raise ConfigError(
+                f"platform {name!r} is not configured for {operation!r} "
+                f"(configured: {', '.join(names) or '(none)'})",
+                key=str(name),
+            )
+        return pair
+
+    # -- the pinned API ----------------------------------------------------------------------
+
+    async def get_platform(self, operation: str, **context: Any) -> PlatformSpec:
+        """The first usable platform for ``operation`` in the current order.
+
+        Raises :class:`AllPlatformsFailed` (with the skip reasons) when none is usable. Extra
+        keywords (``quality_boost=True``, ...) reach the ordering strategy.
+        """
+        route = self._route(operation)
+        skipped: list[Attempt] = []
+        for pair in route.order(context):
+            reason = pair.unavailable_reason(self.clock)
+            if reason is None:
+                return pair.spec
+            skipped.append(
+                Attempt(pair.spec.name, pair.spec.model, operation, "skipped", skip_reason=reason)
+            )
+        raise AllPlatformsFailed(
+            operation,
+            skipped,
+            reason="no platforms configured" if not route.pairs else "no usable platform",
+        )
+
+    @overload
+    async def with_fallback(
+        self,
+        operation: str,
+        operation_func: Callable[Concatenate[PlatformSpec, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[R, PlatformSpec]: ...
+
+    @overload
+    async def with_fallback(
+        self,
+        operation: str,
+        operation_func: Callable[Concatenate[PlatformSpec, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[R, PlatformSpec]: ...
+
+    async def with_fallback(
+        self,
+        operation: str,
+        operation_func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[Any, PlatformSpec]:
+        """Run ``operation_func(platform, *args, **kwargs)`` down the fallback chain.
+
+        Returns ``(result, platform)``. A ``failover_context={...}`` keyword is taken out of
+        ``kwargs`` and handed to the ordering strategy (e.g. ``{"quality_boost": True}``).
+        """
+        context = kwargs.pop("failover_context", None) if kwargs else None
+        if context is not None and not isinstance(context, Mapping):
+            raise ConfigError(
+                f"failover_context must be a mapping, got {type(context).__name__}",
+                key="failover_context",
+            )
+        route = self._routes.get(operation) or self._route(operation)
+        return await self._chain.call(route, operation_func, args, kwargs, context)
+
+    async def report_success(
+        self, spec: PlatformSpec, operation: str, response_time: float | None = None
+    ) -> None:
+        """Record a success observed outside ``with_fallback`` (the old manual flow)."""
+        pair = self._pair(spec, operation)
+        self._chain.succeeded(pair, None, self._response_time(response_time))
+
+    async def report_failure(
+        self,
+        spec: PlatformSpec,
+        operation: str,
+        error: BaseException,
+        response_time: float | None = None,
+    ) -> None:
+        """Record a failure observed outside ``with_fallback``; classified like any other."""
+        if not isinstance(error, BaseException):
+            raise ConfigError(
+                f"report_failure(error=...) must be an exception instance, "
+                f"got {type(error).__name__}",
+                key="error",
+            )
+        pair = self._pair(spec, operation)
+        verdict = classify(error, pair.classifiers)
+        if verdict.kind.value == "cancelled":
+            return
+        self._chain.failed(pair, None, verdict, self._response_time(response_time))
+
+    @staticmethod
+    def _response_time(value: float | None) -> float | None:
+        if value is None:
+            return None
+        return _number("response_time", value, at_least=0)
+
+    # -- manual control ----------------------------------------------------------------------
+
+    def breaker(self, platform: PlatformSpec | str, operation: str) -> pybreaker.CircuitBreaker:
+        """The ``pybreaker.CircuitBreaker`` mirroring this pair (listeners, open()/close())."""
+        return self._pair(platform, operation).mirror.breaker
+
+    def isolate(self, platform: PlatformSpec | str, operation: str) -> None:
+        """Force the pair open until :meth:`reset` (or :meth:`force_closed`)."""
+        self._pair(platform, operation).breaker.isolate()
+
+    def force_open(
+        self, platform: PlatformSpec | str, operation: str, seconds: float | None = None
+    ) -> None:
+        """Open the pair now for ``seconds`` (default: ``cache_ttl_seconds``)."""
+        if seconds is not None:
+            _number("seconds", seconds, above=0)
+        self._pair(platform, operation).breaker.force_open(seconds)
+
+    def force_closed(self, platform: PlatformSpec | str, operation: str) -> None:
+        """Close the pair and keep it closed whatever fails, until :meth:`reset`."""
+        self._pair(platform, operation).breaker.force_closed()
+
+    def reset(self, platform: PlatformSpec | str, operation: str | None = None) -> None:
+        """Clear breaker state and cool-downs of one pair, or of every pair of ``platform``."""
+        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        pairs = (
+            [self._pair(name, operation)]
+            if operation is not None
+            else [pair for pair in self._pairs.values() if pair.spec.name == name]
+        )
+        if not pairs:
+            raise ConfigError(f"unknown platform {name!r}", key=str(name))
+        for pair in pairs:
+            pair.breaker.reset()
+            pair.cooldown.clear()
+        if operation is None:
+            pairs[0].platform.cooldown.clear()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def get_health_status(self) -> dict[str, Any]:
+        """Per platform: the old manager's keys plus cool-down, cost and per-operation detail.
+
+        A plain, JSON-serialisable dict; timestamps are ISO-8601 strings or ``None``.
+        """
+        clock = self.clock
+        status: dict[str, Any] = {}
+        for name, platform in self._platforms.items():
+            pairs = [pair for pair in self._pairs.values() if pair.spec.name == name]
+            totals = aggregate(pair.stats for pair in pairs)
+            cooling = platform.cooldown.active(clock)
+            operations: dict[str, Any] = {}
+            for pair in pairs:
+                state = pair.state()
+                stats = pair.stats
+                rate_limited = pair.cooldown.active(clock)
+                operations[pair.operation] = {
+                    "model": pair.spec.model,
+                    "state": state.value,
+                    "open_until": _iso(clock, pair.breaker.open_until)
+                    if state is BreakerState.OPEN
+                    else None,
+                    "isolated": state is BreakerState.OPEN and math.isinf(pair.breaker.open_until),
+                    "consecutive_failures": pair.breaker.consecutive_failures,
+                    "cooldown_reason": pair.cooldown.reason if rate_limited else None,
+                    "cooldown_until": _iso(clock, pair.cooldown.until) if rate_limited else None,
+                    "usable": pair.unavailable_reason(clock) is None,
+                    "skip_reason": pair.unavailable_reason(clock),
+                    "total_requests": stats.total_requests,
+                    "failures": stats.failures,
+                    "failure_rate": stats.failure_rate,
+                    "avg_response_time": stats.avg_response_time,
+                    "p95_response_time": stats.p95_response_time,
+                    "last_success": _iso(clock, stats.last_success),
+                    "last_failure": _iso(clock, stats.last_failure),
+                    "last_error_kind": stats.last_error_kind,
+                    "cost": stats.cost,
+                }
+            any_open = any(item["state"] == BreakerState.OPEN.value for item in operations.values())
+            status[name] = {
+                "is_healthy": not cooling and not any_open,
+                "consecutive_failures": max(
+                    (pair.breaker.consecutive_failures for pair in pairs), default=0
+                ),
+                "total_requests": totals.total_requests,
+                "failure_rate": totals.failure_rate,
+                "avg_response_time": totals.avg_response_time,
+                "p95_response_time": totals.p95_response_time,
+                "last_success": _iso(clock, totals.last_success),
+                "last_failure": _iso(clock, totals.last_failure),
+                "cooldown_reason": platform.cooldown.reason if cooling else None,
+                "cooldown_until": _iso(clock, platform.cooldown.until) if cooling else None,
+                "cost": totals.cost,
+                "operations": operations,
+            }
+        return status
+
+    def reset_health(self, platform: str | None = None, operation: str | None = None) -> None:
+        """Forget the counters (not the breaker state) of matching pairs."""
+        from failover._health import PairStats
+
+        if operation is not None:
+            self._route(operation)
+        if platform is not None and platform not in self._platforms:
+            raise ConfigError(
+                f"unknown platform {platform!r} (known: {', '.join(sorted(self._platforms))})",
+                key=platform,
+            )
+        for pair in self._pairs.values():
+            if (platform is None or pair.spec.name == platform) and (
+                operation is None or pair.operation == operation
+            ):
+                pair.stats = PairStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register an async callable run by :meth:`aclose` (e.g. an HTTP client's close)."""
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Close what the manager owns. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        closers, self._closers = self._closers, []
+        with anyio.CancelScope(shield=True):
+            for closer in reversed(closers):
+                await closer()
+        logger.removeFilter(self._log_filter)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _transition_listener(self, pair: Pair) -> Callable[[BreakerState, BreakerState, str], None]:
+        def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
+            pair.mirror.replay(new)
+            spec = pair.spec
+            if new is BreakerState.OPEN and old is BreakerState.CLOSED:
+                logger.warning(
+                    "Marking %s unhealthy for %s after %d consecutive failures",
+                    spec.name,
+                    pair.operation,
+                    pair.breaker.consecutive_failures,
+                )
+            elif new is BreakerState.CLOSED:
+                logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, reason)
+            else:
+                logger.info(
+                    "Breaker %s/%s: %s -> %s (%s)",
+                    spec.name,
+                    pair.operation,
+                    old.value,
+                    new.value,
+                    reason,
+                )
+            self._telemetry.event(
+                current_span(),
+                "failover.breaker.transition",
+                {
+                    "failover.platform": spec.name,
+                    "failover.operation": pair.operation,
+                    "failover.breaker.from": old.value,
+                    "failover.breaker.to": new.value,
+                    "failover.breaker.reason": reason,
+                },
+            )
+            instruments = self._telemetry.instruments()
+            if instruments is not None:
+                instruments.transitions.add(
+                    1,
+                    {
+                        "failover.platform": spec.name,
+                        "failover.operation": pair.operation,
+                        "failover.breaker.to": new.value,
+                    },
+                )
+
+        return on_transition
+
+    def __repr__(self) -> str:
+        return (
+            f"<PlatformManager operations={list(self._routes)} platforms={list(self._platforms)}>"
+        )

@@ -1,0 +1,162 @@
+"""A platform's cool-downs and a (platform, operation) pair's admission and bookkeeping.
+
+Synchronous and I/O-free like the breaker it wraps: the async chain asks a :class:`Pair` for
+admission (a permit, or the reason to skip) and hands it each attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+from failover._breaker import BreakerState, PairBreaker, Permit, PybreakerMirror
+from failover._classify import Classifier, ErrorKind
+from failover._clock import Clock
+from failover._health import PairStats
+from failover._policies import ResolvedPolicy
+from failover._spec import PlatformSpec
+
+SKIP_MISSING_KEY: Final = "missing_api_key"
+SKIP_OPEN: Final = "open"
+SKIP_RATE_LIMITED: Final = "rate_limited"
+SKIP_CREDIT: Final = "credit"
+SKIP_AUTH: Final = "auth"
+
+#: Cool-down reasons by the error kind that caused them.
+COOLDOWN_REASON: Final = {
+    ErrorKind.CREDIT_EXHAUSTED: SKIP_CREDIT,
+    ErrorKind.AUTH: SKIP_AUTH,
+    ErrorKind.RATE_LIMITED: SKIP_RATE_LIMITED,
+}
+
+
+class Cooldown:
+    """ "Skip until": a deadline on the manager's clock and why. ``until == 0`` means none."""
+
+    __slots__ = ("reason", "until")
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.reason: str | None = None
+
+    def set(self, until: float, reason: str) -> None:
+        # A longer cool-down already in force is kept.
+        if until > self.until:
+            self.until = until
+            self.reason = reason
+
+    def clear(self) -> None:
+        self.until = 0.0
+        self.reason = None
+
+    def active(self, clock: Clock) -> bool:
+        if self.until == 0.0:
+            return False
+        if clock.now() < self.until:
+            return True
+        self.clear()
+        return False
+
+
+class PlatformState:
+    """What is shared by all pairs of one platform: its credit/auth cool-down."""
+
+    __slots__ = ("cooldown", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cooldown = Cooldown()
+
+
+class Pair:
+    """One (platform, operation): its spec, breaker, pybreaker mirror, stats and policy."""
+
+    __slots__ = (
+        "_environ",
+        "_key_present",
+        "breaker",
+        "classifiers",
+        "cooldown",
+        "metric_attributes",
+        "mirror",
+        "operation",
+        "platform",
+        "policy",
+        "spec",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        operation: str,
+        platform: PlatformState,
+        breaker: PairBreaker,
+        policy: ResolvedPolicy,
+        classifiers: tuple[Classifier, ...],
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        self.spec = spec
+        self.operation = operation
+        self.platform = platform
+        self.breaker = breaker
+        self.policy = policy
+        self.classifiers = classifiers
+        self.mirror = PybreakerMirror(breaker, f"{spec.name}:{operation}")
+        self.stats = PairStats()
+        self.cooldown = Cooldown()
+        self._environ = os.environ if environ is None else environ
+        self._key_present = spec.api_key_env is None
+        self.metric_attributes: dict[str, dict[str, str]] = {
+            outcome: {
+                "failover.platform": spec.name,
+                "failover.operation": operation,
+                "failover.outcome": outcome,
+            }
+            for outcome in ("success", "failure", "cancelled", "skipped")
+        }
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.spec.name, self.operation)
+
+    def key_present(self) -> bool:
+        # Once seen, a key is assumed to stay; a missing one is looked for again on every
+        # call, so exporting it later makes the platform usable without a restart.
+        if self._key_present:
+            return True
+        env = self.spec.api_key_env
+        present = env is None or bool(self._environ.get(env))
+        self._key_present = present
+        return present
+
+    def unavailable_reason(self, clock: Clock) -> str | None:
+        """Why this pair would be skipped now, without taking a permit."""
+        if not self.key_present():
+            return SKIP_MISSING_KEY
+        if self.platform.cooldown.active(clock):
+            return self.platform.cooldown.reason
+        if self.cooldown.active(clock):
+            return self.cooldown.reason
+        if not self.breaker.would_admit():
+            return SKIP_OPEN
+        return None
+
+    def admit(self, clock: Clock) -> Permit | str:
+        """A permit for one attempt, or the reason to skip this pair."""
+        if not self._key_present and not self.key_present():
+            return SKIP_MISSING_KEY
+        cooldown = self.platform.cooldown
+        if cooldown.until != 0.0 and cooldown.active(clock):
+            return cooldown.reason or SKIP_CREDIT
+        if self.cooldown.until != 0.0 and self.cooldown.active(clock):
+            return self.cooldown.reason or SKIP_RATE_LIMITED
+        permit = self.breaker.admit()
+        return SKIP_OPEN if permit is None else permit
+
+    def state(self) -> BreakerState:
+        return self.breaker.current_state()
+
+    def record_failure_counters(self) -> None:
+        self.mirror.sync_failures()

@@ -1,0 +1,167 @@
+"""Resilience policies as immutable values, and how they compose.
+
+The order in which they wrap one call is fixed and documented (``docs/concepts.md``)::
+
+    deadline (whole call)                    Policy.deadline
+      └─ chain: platform after platform      PlatformManager(max_attempts=...)
+           └─ retry on the same platform     Policy.retry (tenacity stop/wait/retry objects)
+                └─ breaker admission         one permit per attempt
+                     └─ attempt timeout      Policy.attempt_timeout
+                          └─ your operation
+
+tenacity's strategy objects are accepted as they are (``stop_after_attempt(3) |
+stop_after_delay(10)``, ``wait_random_exponential(...)``, ``retry_if_exception_type(...)``);
+failover drives them from its own loop: retry state is built only after a failure, waits use
+the injected clock (``anyio.sleep`` by default), and cancellation is never retried.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import tenacity
+from tenacity.retry import RetryBaseT
+from tenacity.stop import StopBaseT
+from tenacity.wait import WaitBaseT
+
+from failover._classify import Classification, ErrorKind
+from failover._errors import ConfigError
+
+_testing_attempts: int | None = None
+
+
+def set_testing_attempts(attempts: int | None) -> None:
+    """Used by :func:`failover.testing.set_testing`: cap retries and skip waits."""
+    global _testing_attempts
+    _testing_attempts = attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry a *transient* failure on the same platform before falling back.
+
+    ``stop`` and ``wait`` are tenacity strategies. ``retry`` (optional) is a tenacity retry
+    predicate that further narrows which transient failures are retried; rate limits, credit,
+    auth and request errors are never retried on the same platform, whatever it says.
+    """
+
+    # tenacity strategies are immutable values, safe to share as defaults.
+    stop: StopBaseT = tenacity.stop_after_attempt(3)  # noqa: RUF009
+    wait: WaitBaseT = tenacity.wait_random_exponential(multiplier=0.5, max=10)  # noqa: RUF009
+    retry: RetryBaseT | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("stop", "wait"):
+            if not callable(getattr(self, name)):
+                raise ConfigError(
+                    f"Retry.{name} must be a tenacity strategy, got {getattr(self, name)!r}",
+                    key=name,
+                )
+        if self.retry is not None and not callable(self.retry):
+            raise ConfigError(
+                f"Retry.retry must be a tenacity retry predicate, got {self.retry!r}",
+                key="retry",
+            )
+
+
+#: No retry on the same platform: fall back instead (the default).
+NO_RETRY = Retry(stop=tenacity.stop_after_attempt(1), wait=tenacity.wait_none())
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Retry, attempt timeout and call deadline; ``None`` means "inherit".
+
+    Set per manager, per operation and per platform; the most specific setting wins
+    (platform over operation over manager). ``deadline`` bounds a whole call across all
+    platforms, so it is read from the manager and operation policies only. Use
+    :data:`NO_RETRY` or ``math.inf`` to switch an inherited setting off.
+    """
+
+    retry: Retry | None = None
+    attempt_timeout: float | None = None
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry is not None and not isinstance(self.retry, Retry):
+            raise ConfigError(
+                f"Policy.retry must be a failover.Retry, got {type(self.retry).__name__}",
+                key="retry",
+            )
+        for name in ("attempt_timeout", "deadline"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"Policy.{name} must be seconds > 0, got {value!r}", key=name)
+            object.__setattr__(self, name, float(value))
+
+    def then(self, more_specific: Policy) -> Policy:
+        """This policy with every field ``more_specific`` sets taking precedence."""
+        changes = {
+            f.name: getattr(more_specific, f.name)
+            for f in fields(more_specific)
+            if getattr(more_specific, f.name) is not None
+        }
+        if not changes:
+            return self
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Policy(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicy:
+    """What the chain uses for one pair: ``None`` where nothing is configured."""
+
+    retry: Retry | None
+    attempt_timeout: float | None
+    deadline: float | None
+
+    @classmethod
+    def of(cls, policy: Policy) -> ResolvedPolicy:
+        retry = policy.retry
+        if retry is NO_RETRY:
+            retry = None
+        timeout = policy.attempt_timeout
+        deadline = policy.deadline
+        return cls(
+            retry=retry,
+            attempt_timeout=None if timeout is None or math.isinf(timeout) else timeout,
+            deadline=None if deadline is None or math.isinf(deadline) else deadline,
+        )
+
+
+class RetryRun:
+    """Retry bookkeeping for one platform within one call, created after its first failure."""
+
+    __slots__ = ("_state", "retry")
+
+    def __init__(self, retry: Retry, started: float) -> None:
+        self.retry = retry
+        self._state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        self._state.start_time = started
+
+    def next_wait(
+        self, error: BaseException, verdict: Classification, attempt_number: int, now: float
+    ) -> float | None:
+        """Seconds to wait before retrying the same platform, or ``None`` to move on."""
+        if verdict.kind is not ErrorKind.TRANSIENT:
+            return None
+        if _testing_attempts is not None and attempt_number >= _testing_attempts:
+            return None
+        state = self._state
+        state.attempt_number = attempt_number
+        state.set_exception((type(error), error, error.__traceback__))
+        state.outcome_timestamp = now
+        retry = self.retry
+        if retry.retry is not None and not retry.retry(state):
+            return None
+        if retry.stop(state):
+            return None
+        wait = float(retry.wait(state))
+        state.idle_for += wait
+        if _testing_attempts is not None:
+            return 0.0
+        return max(wait, 0.0)

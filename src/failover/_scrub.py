@@ -1,0 +1,75 @@
+"""Keep secrets out of everything failover writes.
+
+The values of every configured ``api_key_env`` variable (read when scrubbing, so a key set
+later is covered too) and anything shaped like a bearer token or a provider key are replaced
+by ``[REDACTED]`` in log lines, span attributes, events and exception text. Providers echo
+keys back in their errors (OpenAI: "Incorrect API key provided: sk-..."), so scrubbing looks at
+the text itself, not only at where it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+REDACTED: Final = "[REDACTED]"
+
+_KEY_SHAPES: Final = re.compile(
+    r"(?:sk|pk|rk|gsk|xai|key|r8|hf|fal)[-_][A-Za-z0-9_\-\*\.]{6,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=:/\+\*]{6,}"
+    r"|AIza[0-9A-Za-z_\-]{20,}"
+)
+#: Values shorter than this are not scrubbed by value (they would redact ordinary words).
+_MIN_SECRET_LENGTH: Final = 6
+
+
+class Scrubber:
+    """Redacts the values of the given environment variables, and key-shaped tokens."""
+
+    __slots__ = ("_environ", "_names")
+
+    def __init__(self, names: Iterable[str] = (), environ: Mapping[str, str] | None = None):
+        self._names: frozenset[str] = frozenset(names)
+        self._environ = os.environ if environ is None else environ
+
+    def with_names(self, names: Iterable[str]) -> Scrubber:
+        return Scrubber(self._names | frozenset(names), self._environ)
+
+    def secrets(self) -> list[str]:
+        values = []
+        for name in self._names:
+            value = self._environ.get(name)
+            if value and len(value) >= _MIN_SECRET_LENGTH:
+                values.append(value)
+        # Longest first, so a key that contains another is redacted whole.
+        return sorted(values, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets():
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _KEY_SHAPES.sub(REDACTED, text)
+
+
+class ScrubbingFilter(logging.Filter):
+    """A logging filter that formats the record's message and scrubs it."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.scrubber(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks carry provider messages; keep the type, drop the text.
+            exc = record.exc_info[1]
+            record.exc_info = None
+            record.msg = f"{record.msg} [{type(exc).__name__}: {self.scrubber(str(exc))}]"
+        return True

@@ -1,0 +1,156 @@
+"""Platforms, operation types and the built-in table of well-known providers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+IMAGE_GENERATION: Final = "image_generation"
+IMAGE_EDITING: Final = "image_editing"
+TEXT_GENERATION: Final = "text_generation"
+VIDEO_GENERATION: Final = "video_generation"
+
+#: The operation types failover knows out of the box. A manager may define others.
+BUILTIN_OPERATION_TYPES: Final[tuple[str, ...]] = (
+    IMAGE_GENERATION,
+    IMAGE_EDITING,
+    TEXT_GENERATION,
+    VIDEO_GENERATION,
+)
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_\-\.]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSpec:
+    """One platform (provider + model) that can serve one or more operation types.
+
+    ``api_key_env`` names the environment variable holding the key; ``None`` means the
+    platform needs no key. The key's *value* is never stored here, so ``repr`` is safe.
+    """
+
+    name: str
+    model: str
+    operation_types: frozenset[str] = field(default_factory=frozenset)
+    priority: int = 0
+    estimated_cost: float = 0.0
+    estimated_time: float = 0.0
+    api_key_env: str | None = None
+
+    def __post_init__(self) -> None:
+        # Imported here to keep this module free of cycles: _errors imports nothing of ours.
+        from failover._errors import ConfigError
+
+        if not isinstance(self.name, str) or not _IDENTIFIER.match(self.name):
+            raise ConfigError(
+                f"PlatformSpec.name must be a lowercase identifier, got {self.name!r}",
+                key="name",
+            )
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(
+                f"PlatformSpec.model for {self.name!r} must be a non-empty string, "
+                f"got {self.model!r}",
+                key="model",
+            )
+        operation_types: object = self.operation_types
+        if not isinstance(operation_types, frozenset):
+            if isinstance(operation_types, str) or not isinstance(operation_types, Iterable):
+                raise ConfigError(
+                    f"PlatformSpec.operation_types for {self.name!r} must be a collection "
+                    f"of operation names, got {self.operation_types!r}",
+                    key="operation_types",
+                )
+            object.__setattr__(self, "operation_types", frozenset(operation_types))
+        for attr in ("estimated_cost", "estimated_time"):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(
+                    f"PlatformSpec.{attr} for {self.name!r} must be a number >= 0, got {value!r}",
+                    key=attr,
+                )
+            object.__setattr__(self, attr, float(value))
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise ConfigError(
+                f"PlatformSpec.priority for {self.name!r} must be an int, got {self.priority!r}",
+                key="priority",
+            )
+        if self.api_key_env is not None and (
+            not isinstance(self.api_key_env, str) or not self.api_key_env
+        ):
+            raise ConfigError(
+                f"PlatformSpec.api_key_env for {self.name!r} must be a variable name or None, "
+                f"got {self.api_key_env!r}",
+                key="api_key_env",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPlatform:
+    """Defaults for a well-known platform name: its key variable and rough cost/time."""
+
+    api_key_env: str | None
+    estimated_cost: float
+    estimated_time: float
+
+
+#: Well-known platform names, the variable their key usually lives in, and rough
+#: per-request cost (USD) and time (seconds) used for cost ordering and the health table.
+KNOWN_PLATFORMS: Final[dict[str, KnownPlatform]] = {
+    "pollinations": KnownPlatform(None, 0.0, 8.0),
+    "huggingface": KnownPlatform("HF_TOKEN", 0.0, 15.0),
+    "fal": KnownPlatform("FAL_KEY", 0.025, 6.0),
+    "flux_pro": KnownPlatform("BFL_API_KEY", 0.003, 4.0),
+    "stability": KnownPlatform("STABILITY_API_KEY", 0.04, 10.0),
+    "replicate": KnownPlatform("REPLICATE_API_TOKEN", 0.03, 12.0),
+    "groq": KnownPlatform("GROQ_API_KEY", 0.0002, 0.8),
+    "xai": KnownPlatform("XAI_API_KEY", 0.002, 2.0),
+    "google": KnownPlatform("GOOGLE_API_KEY", 0.0001, 1.5),
+    "together": KnownPlatform("TOGETHER_API_KEY", 0.0002, 1.5),
+    "openai": KnownPlatform("OPENAI_API_KEY", 0.0006, 2.0),
+    "anthropic": KnownPlatform("ANTHROPIC_API_KEY", 0.0008, 2.5),
+}
+
+#: The table teams use today; ``video_generation`` starts empty until configured.
+DEFAULT_PRIORITIES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    IMAGE_GENERATION: (
+        ("pollinations", "free"),
+        ("huggingface", "free"),
+        ("fal", "fal-3d"),
+        ("flux_pro", "flux-schnell"),
+        ("stability", "sd-3.5-large"),
+        ("replicate", "flux"),
+    ),
+    IMAGE_EDITING: (
+        ("stability", "sd-3.5-large"),
+        ("replicate", "flux"),
+        ("fal", "fal-3d"),
+    ),
+    TEXT_GENERATION: (
+        ("groq", "llama-3.3-70b-versatile"),
+        ("xai", "grok-beta"),
+        ("google", "gemini-2.5-flash-lite"),
+        ("together", "llama-3.2-3b-instruct-turbo"),
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-3-haiku-20240307"),
+    ),
+}
+
+
+def known_platform(name: str) -> KnownPlatform | None:
+    """The built-in defaults for ``name``, or ``None`` for a platform failover does not know."""
+    return KNOWN_PLATFORMS.get(name)
+
+
+def check_operation_name(name: object, *, where: str) -> str:
+    """Return ``name`` if it is a valid operation type name, else raise ``ConfigError``."""
+    from failover._errors import ConfigError
+
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ConfigError(
+            f"{where}: operation type must be a lowercase identifier such as "
+            f"'image_editing', got {name!r}",
+            key=str(name),
+        )
+    return name
