@@ -23,6 +23,7 @@ from failover._classify import Classification, ErrorKind, classify
 from failover._errors import AllPlatformsFailed, Attempt
 from failover._pair import COOLDOWN_REASON, Pair
 from failover._policies import RetryRun
+from failover._scrub import get_logger
 from failover._spec import PlatformSpec
 from failover._telemetry import Telemetry
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from failover._clock import Clock
 
-logger = logging.getLogger("failover")
+logger = get_logger("failover")
 
 #: Request-fault reasons that move on to the next platform by default; others raise at once.
 DEFAULT_CONTINUE_ON: Final = frozenset({"content_policy", "context_window", "not_found"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from failover._errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOp
 from failover._health import aggregate
 from failover._pair import Pair, PlatformState
 from failover._policies import Policy, ResolvedPolicy
-from failover._scrub import Scrubber, ScrubbingFilter
+from failover._scrub import Scrubber, get_logger, register
 from failover._spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-logger = logging.getLogger("failover")
+logger = get_logger("failover")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -295,8 +294,7 @@ class PlatformManager:
             if spec.api_key_env
         }
         self.scrub = Scrubber(api_key_envs, environ)
-        self._log_filter = ScrubbingFilter(self.scrub)
-        logger.addFilter(self._log_filter)
+        register(self.scrub)
         self._telemetry = Telemetry(
             enabled=monitoring_enabled,
             scrub=self.scrub,
@@ -630,7 +628,6 @@ class PlatformManager:
         with anyio.CancelScope(shield=True):
             for closer in reversed(closers):
                 await closer()
-        logger.removeFilter(self._log_filter)
 
     async def __aenter__(self) -> Self:
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -29,7 +30,7 @@ _MIN_SECRET_LENGTH: Final = 6
 class Scrubber:
     """Redacts the values of the given environment variables, and key-shaped tokens."""
 
-    __slots__ = ("_environ", "_names")
+    __slots__ = ("__weakref__", "_environ", "_names")
 
     def __init__(self, names: Iterable[str] = (), environ: Mapping[str, str] | None = None):
         self._names: frozenset[str] = frozenset(names)
@@ -54,22 +55,49 @@ class Scrubber:
         return _KEY_SHAPES.sub(REDACTED, text)
 
 
-class ScrubbingFilter(logging.Filter):
-    """A logging filter that formats the record's message and scrubs it."""
+#: Every live manager's scrubber: log records are scrubbed against all of them, because a
+#: record does not say which manager it came from.
+_LIVE: weakref.WeakSet[Scrubber] = weakref.WeakSet()
+_DEFAULT = Scrubber()
 
-    def __init__(self, scrubber: Scrubber) -> None:
-        super().__init__()
-        self.scrubber = scrubber
+
+def register(scrubber: Scrubber) -> None:
+    """Include ``scrubber``'s secrets in what failover's loggers redact (while it lives)."""
+    _LIVE.add(scrubber)
+
+
+def scrub_everywhere(text: str) -> str:
+    """Redact the secrets of every live manager, and key-shaped tokens, from ``text``."""
+    for scrubber in list(_LIVE):
+        text = scrubber(text)
+    return _DEFAULT(text)
+
+
+class ScrubbingFilter(logging.Filter):
+    """Formats a record's message and redacts secrets from it (and from exception text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = self.scrubber(message)
+        cleaned = scrub_everywhere(message)
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None
         if record.exc_info and record.exc_info[1] is not None:
-            # Tracebacks carry provider messages; keep the type, drop the text.
+            # Tracebacks carry provider messages; keep the type, drop the traceback.
             exc = record.exc_info[1]
             record.exc_info = None
-            record.msg = f"{record.msg} [{type(exc).__name__}: {self.scrubber(str(exc))}]"
+            record.exc_text = None
+            record.msg = f"{record.msg} [{type(exc).__name__}: {scrub_everywhere(str(exc))}]"
         return True
+
+
+_FILTER: Final = ScrubbingFilter()
+
+
+def get_logger(name: str = "failover") -> logging.Logger:
+    """A ``failover`` logger with the scrubbing filter installed (filters do not propagate,
+    so every logger the library logs through must come from here)."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
