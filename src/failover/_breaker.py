@@ -314,8 +314,8 @@ class PybreakerMirror(pybreaker.CircuitBreakerListener):
 
     def replay(self, new: BreakerState) -> None:
         """Apply a transition of the pair breaker to the pybreaker object."""
-        if _PYBREAKER_STATE.get(self.breaker.current_state) is new:
-            return  # already there (the user drove pybreaker and we followed)
+        if self.applying or _PYBREAKER_STATE.get(self.breaker.current_state) is new:
+            return  # already there, or on its way (the user drove pybreaker and we follow)
         self.applying = True
         try:
             if new is BreakerState.OPEN:
@@ -341,9 +341,15 @@ class PybreakerMirror(pybreaker.CircuitBreakerListener):
         if self.applying:
             return
         wanted = _PYBREAKER_STATE.get(getattr(new_state, "name", ""))
-        if wanted is BreakerState.OPEN:
-            self.machine.force_open()
-        elif wanted is BreakerState.HALF_OPEN:
-            self.machine.force_half_open()
-        elif wanted is BreakerState.CLOSED:
-            self.machine.reset()
+        # pybreaker notifies before it stores the new state, so replaying our resulting
+        # transition now would open/close it a second time and notify listeners twice.
+        self.applying = True
+        try:
+            if wanted is BreakerState.OPEN:
+                self.machine.force_open()
+            elif wanted is BreakerState.HALF_OPEN:
+                self.machine.force_half_open()
+            elif wanted is BreakerState.CLOSED:
+                self.machine.reset()
+        finally:
+            self.applying = False
