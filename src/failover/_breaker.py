@@ -63,7 +63,7 @@ class BreakerSettings:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
         backoff = self.open_backoff
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1:
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not backoff >= 1:
             raise ConfigError(
                 f"open_backoff must be a number >= 1, got {backoff!r}", key="open_backoff"
             )
@@ -171,27 +171,37 @@ class PairBreaker:
             if self.state is BreakerState.CLOSED and self.consecutive_failures:
                 self.consecutive_failures = 0
             return
-        if permit not in self.probes:  # lease expired or the state moved on: a stale result
+        if not self._take_probe(permit):
             return
-        self.probes.remove(permit)
         self._probe_succeeded()
 
     def on_failure(self, permit: Permit) -> None:
         if not permit.is_probe:
+            if self.state is not BreakerState.CLOSED:
+                return  # admitted before the pair opened: a stale result
             self.consecutive_failures += 1
             if (
-                self.state is BreakerState.CLOSED
-                and not self.pinned_closed
+                not self.pinned_closed
                 and self.consecutive_failures >= self.settings.failure_threshold
             ):
                 self._open(f"{self.consecutive_failures} consecutive failures")
             return
-        if permit not in self.probes:
+        if not self._take_probe(permit):
             return
-        self.probes.remove(permit)
         self.consecutive_failures += 1
         self.reopen_count += 1
         self._open("probe failed")
+
+    def _take_probe(self, permit: Permit) -> bool:
+        """Retire a probe permit; ``False`` if its result is stale and must be ignored.
+
+        Stale: the state moved on (the permit is no longer held) or its lease ran out, in
+        which case another caller may already be probing in its place.
+        """
+        if permit not in self.probes:
+            return False
+        self.probes.remove(permit)
+        return permit.lease_until > self.clock.now()
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without an outcome (the attempt was cancelled)."""
