@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import anyio
-
 from failover._errors import BadRequest, ProviderError, RateLimited
 
 
@@ -229,7 +227,10 @@ def classify_status(
 
 def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Classification:
     """Classify ``exc``. ``classifiers`` (per platform) are asked first, in order."""
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
+    # asyncio's CancelledError and trio's Cancelled are BaseExceptions, like KeyboardInterrupt
+    # and SystemExit: none is the platform's fault. Checking the class, not the running
+    # loop's cancellation type, keeps this usable outside an event loop.
+    if not isinstance(exc, Exception):
         return CANCELLED
     for classifier in classifiers:
         verdict = classifier(exc)
@@ -245,7 +246,11 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
     status = _status_of(exc)
     if status is not None:
         headers = _headers_of(exc)
-        retry_after = parse_retry_after(headers.get("retry-after")) if headers else None
+        retry_after = None
+        if headers:
+            # httpx headers ignore case; a plain dict from a hand-made error does not.
+            value = headers.get("retry-after")
+            retry_after = parse_retry_after(headers.get("Retry-After") if value is None else value)
         return classify_status(status, _body_text(exc), retry_after)
     if isinstance(exc, TimeoutError | ConnectionError | OSError):
         return TRANSIENT
