@@ -23,10 +23,17 @@ The file::
         { name = "openai", model = "gpt-4o-mini", estimated_cost = 0.0006 },
     ]
 
+    [operations.image_editing]      # per operation type (must be in a priority list)
+    attempt_timeout = 45
+    deadline = 90
+
     [platforms.stability]           # applies wherever the platform is listed
     api_key_env = "STABILITY_API_KEY"   # "" means: no key needed
     estimated_cost = 0.04
     attempt_timeout = 60
+
+Errors name keys as dotted paths (``failover.cache_ttl_seconds``,
+``priorities.image_editing[1]``, ``platforms.stability.estimated_cost``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from failover._errors import ConfigError
@@ -51,61 +59,74 @@ ENV_SETTINGS: Final[dict[str, tuple[str, type]]] = {
     "AI_MONITORING_ENABLED": ("monitoring_enabled", bool),
 }
 
-_MANAGER_KEYS: Final[dict[str, type]] = {
-    "cache_ttl_seconds": float,
-    "failure_threshold": int,
-    "fallback_enabled": bool,
-    "cost_optimization": bool,
-    "monitoring_enabled": bool,
-    "max_attempts": int,
-    "half_open_max_calls": int,
-    "success_threshold": int,
-    "probe_lease_seconds": float,
-    "open_backoff": float,
-    "max_open_seconds": float,
-    "auth_cooldown_seconds": float,
-    "rate_limit_max_seconds": float,
-    "continue_on": list,
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What a setting's value must be: a type and, for numbers, a lower bound."""
+
+    kind: type
+    above: float | None = None  # strictly greater than
+    at_least: float | None = None
+
+
+_POSITIVE: Final = _Rule(float, above=0)
+_COUNT: Final = _Rule(int, at_least=1)
+
+_MANAGER_KEYS: Final[dict[str, _Rule]] = {
+    "cache_ttl_seconds": _POSITIVE,
+    "failure_threshold": _COUNT,
+    "fallback_enabled": _Rule(bool),
+    "cost_optimization": _Rule(bool),
+    "monitoring_enabled": _Rule(bool),
+    "max_attempts": _COUNT,
+    "half_open_max_calls": _COUNT,
+    "success_threshold": _COUNT,
+    "probe_lease_seconds": _POSITIVE,
+    "open_backoff": _Rule(float, at_least=1),
+    "max_open_seconds": _POSITIVE,
+    "auth_cooldown_seconds": _POSITIVE,
+    "rate_limit_max_seconds": _POSITIVE,
+    "continue_on": _Rule(list),
 }
-_POLICY_KEYS: Final = ("attempt_timeout", "deadline")
-_PLATFORM_KEYS: Final[dict[str, type]] = {
-    "api_key_env": str,
-    "estimated_cost": float,
-    "estimated_time": float,
-    "attempt_timeout": float,
+_POLICY_KEYS: Final[dict[str, _Rule]] = {"attempt_timeout": _POSITIVE, "deadline": _POSITIVE}
+_PLATFORM_KEYS: Final[dict[str, _Rule]] = {
+    "api_key_env": _Rule(str),
+    "estimated_cost": _Rule(float, at_least=0),
+    "estimated_time": _Rule(float, at_least=0),
+    "attempt_timeout": _POSITIVE,
 }
-_ENTRY_KEYS: Final = frozenset({"name", "model", "api_key_env", "estimated_cost", "estimated_time"})
+_ENTRY_KEYS: Final[dict[str, _Rule]] = {
+    "name": _Rule(str),
+    "model": _Rule(str),
+    "api_key_env": _Rule(str),
+    "estimated_cost": _Rule(float, at_least=0),
+    "estimated_time": _Rule(float, at_least=0),
+}
+_SECTIONS: Final = ("failover", "priorities", "operations", "platforms")
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 def parse_bool(text: str, *, source: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case) from an environment variable."""
     value = text.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ConfigError(f"expected true or false, got {text!r}", source=source)
+    raise ConfigError(
+        f"expected true or false (or 1/0, yes/no, on/off), got {text!r}", source=source, key=source
+    )
 
 
-def _check_value(value: object, expected: type, *, source: str, key: str) -> Any:
+def _check_value(value: object, rule: _Rule, *, source: str, key: str) -> Any:
+    """``value`` converted to what ``rule`` asks for, else one ``ConfigError`` naming ``key``."""
+    expected = rule.kind
     if expected is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}", source=source, key=key)
         return value
-    if expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}", source=source, key=key)
-        return value
-    if expected is float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ConfigError(f"{key} must be a number, got {value!r}", source=source, key=key)
-        return float(value)
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}", source=source, key=key)
@@ -116,20 +137,55 @@ def _check_value(value: object, expected: type, *, source: str, key: str) -> Any
                 f"{key} must be a list of strings, got {value!r}", source=source, key=key
             )
         return value
-    raise AssertionError(expected)  # pragma: no cover
+    kind = "an integer" if expected is int else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (expected is int and not isinstance(value, int))
+        or not math.isfinite(value)
+    ):
+        raise ConfigError(f"{key} must be {kind}, got {value!r}", source=source, key=key)
+    if rule.above is not None and not value > rule.above:
+        raise ConfigError(
+            f"{key} must be {kind} > {rule.above:g}, got {value!r}", source=source, key=key
+        )
+    if rule.at_least is not None and not value >= rule.at_least:
+        raise ConfigError(
+            f"{key} must be {kind} >= {rule.at_least:g}, got {value!r}", source=source, key=key
+        )
+    return value if expected is int else float(value)
 
 
-def _reject_unknown(table: Mapping[str, Any], allowed: Any, *, source: str, where: str) -> None:
-    unknown = sorted(set(table) - set(allowed))
+def _check_table(
+    table: Mapping[str, Any], rules: Mapping[str, _Rule], *, source: str, where: str
+) -> dict[str, Any]:
+    """Every key of ``table`` known and valid; returns the converted values."""
+    unknown = sorted(set(table) - set(rules))
     if unknown:
         raise ConfigError(
-            f"unknown key {where}{unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown key {where}.{unknown[0]}; allowed in [{where}]: {', '.join(rules)}",
             source=source,
-            key=unknown[0],
+            key=f"{where}.{unknown[0]}",
         )
+    return {
+        key: _check_value(value, rules[key], source=source, key=f"{where}.{key}")
+        for key, value in table.items()
+    }
+
+
+def _table(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{name} must be a table ([{name}]), got {type(value).__name__}",
+            source=source,
+            key=name,
+        )
+    return value
 
 
 def read_toml(path: str) -> dict[str, Any]:
+    """The parsed file, or one ``ConfigError`` naming it (missing, unreadable, bad TOML)."""
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -147,123 +203,140 @@ def _entry(
     where = f"priorities.{operation}[{index}]"
     if isinstance(raw, str):
         name, sep, model = raw.partition("/")
+        name, model = name.strip(), model.strip()
         if not sep or not name or not model:
             raise ConfigError(
-                f"{where} must look like 'platform/model', got {raw!r}",
-                source=source,
-                key=operation,
+                f"{where} must look like 'platform/model', got {raw!r}", source=source, key=where
             )
-        fields: dict[str, Any] = {"name": name.strip(), "model": model.strip()}
+        fields: dict[str, Any] = {"name": name, "model": model}
     elif isinstance(raw, dict):
-        _reject_unknown(raw, _ENTRY_KEYS, source=source, where=f"{where}.")
-        if "name" not in raw or "model" not in raw:
-            raise ConfigError(
-                f"{where} needs both 'name' and 'model'", source=source, key=operation
-            )
-        fields = dict(raw)
+        fields = _check_table(raw, _ENTRY_KEYS, source=source, where=where)
+        if "name" not in fields or "model" not in fields:
+            raise ConfigError(f"{where} needs both 'name' and 'model'", source=source, key=where)
     else:
         raise ConfigError(
-            f"{where} must be 'platform/model' or a table, got {raw!r}",
-            source=source,
-            key=operation,
+            f"{where} must be 'platform/model' or a table, got {raw!r}", source=source, key=where
         )
     name = fields["name"]
-    known = known_platform(name) if isinstance(name, str) else None
-    overrides = platforms.get(name, {}) if isinstance(name, str) else {}
-    api_key_env = fields.get(
-        "api_key_env", overrides.get("api_key_env", known.api_key_env if known else None)
-    )
+    known = known_platform(name)
+    overrides = platforms.get(name, {})
+
+    def setting(key: str, default: Any) -> Any:
+        return fields.get(key, overrides.get(key, default))
+
     try:
         return PlatformSpec(
             name=name,
             model=fields["model"],
             priority=index,
-            estimated_cost=fields.get(
-                "estimated_cost",
-                overrides.get("estimated_cost", known.estimated_cost if known else 0.0),
-            ),
-            estimated_time=fields.get(
-                "estimated_time",
-                overrides.get("estimated_time", known.estimated_time if known else 0.0),
-            ),
-            api_key_env=api_key_env or None,
+            estimated_cost=setting("estimated_cost", known.estimated_cost if known else 0.0),
+            estimated_time=setting("estimated_time", known.estimated_time if known else 0.0),
+            api_key_env=setting("api_key_env", known.api_key_env if known else None) or None,
         )
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}", source=source, key=operation) from None
+        raise ConfigError(f"{where}: {exc}", source=source, key=where) from None
+
+
+def _priorities(
+    table: Mapping[str, Any], platforms: Mapping[str, Mapping[str, Any]], source: str
+) -> dict[str, list[PlatformSpec]]:
+    priorities: dict[str, list[PlatformSpec]] = {}
+    for operation, entries in table.items():
+        key = f"priorities.{operation}"
+        try:
+            check_operation_name(operation, where=key)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), source=source, key=key) from None
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(
+                f"{key} must be a non-empty list of 'platform/model', got {entries!r}",
+                source=source,
+                key=key,
+            )
+        specs = [
+            _entry(operation, index, raw, platforms, source) for index, raw in enumerate(entries)
+        ]
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.name in seen:
+                raise ConfigError(
+                    f"{key} lists platform {spec.name!r} twice; each platform may appear once "
+                    "per operation",
+                    source=source,
+                    key=key,
+                )
+            seen.add(spec.name)
+        priorities[operation] = specs
+    return priorities
 
 
 def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Manager keyword arguments from a parsed TOML document."""
-    _reject_unknown(data, ("failover", "priorities", "platforms"), source=source, where="")
-    kwargs: dict[str, Any] = {}
-    section = data.get("failover", {})
-    if not isinstance(section, dict):
-        raise ConfigError("[failover] must be a table", source=source, key="failover")
-    _reject_unknown(section, [*_MANAGER_KEYS, *_POLICY_KEYS], source=source, where="failover.")
-    for key, value in section.items():
-        if key in _POLICY_KEYS:
-            continue
-        kwargs[key] = _check_value(value, _MANAGER_KEYS[key], source=source, key=f"failover.{key}")
-    policy_fields = {
-        key: _check_value(section[key], float, source=source, key=f"failover.{key}")
-        for key in _POLICY_KEYS
-        if key in section
-    }
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        hint = " (did you mean to put it under [failover]?)" if unknown[0] in _MANAGER_KEYS else ""
+        raise ConfigError(
+            f"unknown key {unknown[0]}{hint}; allowed tables: "
+            + ", ".join(f"[{name}]" for name in _SECTIONS),
+            source=source,
+            key=unknown[0],
+        )
+    section = _table(data, "failover", source)
+    settings = _check_table(
+        section, {**_MANAGER_KEYS, **_POLICY_KEYS}, source=source, where="failover"
+    )
+    kwargs = {key: value for key, value in settings.items() if key not in _POLICY_KEYS}
+    policy_fields = {key: value for key, value in settings.items() if key in _POLICY_KEYS}
 
-    platforms = data.get("platforms", {})
-    if not isinstance(platforms, dict):
-        raise ConfigError("[platforms] must be a table of tables", source=source, key="platforms")
+    platforms = _table(data, "platforms", source)
     platform_policies: dict[str, Policy] = {}
     for name, table in platforms.items():
+        where = f"platforms.{name}"
         if not isinstance(table, dict):
-            raise ConfigError(f"[platforms.{name}] must be a table", source=source, key=name)
-        _reject_unknown(table, _PLATFORM_KEYS, source=source, where=f"platforms.{name}.")
-        for key, value in table.items():
-            _check_value(value, _PLATFORM_KEYS[key], source=source, key=f"platforms.{name}.{key}")
-        if "attempt_timeout" in table:
+            raise ConfigError(f"[{where}] must be a table", source=source, key=where)
+        values = _check_table(table, _PLATFORM_KEYS, source=source, where=where)
+        if "attempt_timeout" in values:
             platform_policies[name] = _policy(
-                {"attempt_timeout": float(table["attempt_timeout"])}, source, f"platforms.{name}"
+                {"attempt_timeout": values["attempt_timeout"]}, source, where
             )
 
-    priorities_table = data.get("priorities")
-    if priorities_table is not None:
-        if not isinstance(priorities_table, dict):
-            raise ConfigError("[priorities] must be a table", source=source, key="priorities")
-        priorities: dict[str, list[PlatformSpec]] = {}
-        for operation, entries in priorities_table.items():
-            try:
-                check_operation_name(operation, where="priorities")
-            except ConfigError as exc:
-                raise ConfigError(str(exc), source=source, key=operation) from None
-            if not isinstance(entries, list) or not entries:
-                raise ConfigError(
-                    f"priorities.{operation} must be a non-empty list of 'platform/model'",
-                    source=source,
-                    key=operation,
-                )
-            priorities[operation] = [
-                _entry(operation, index, raw, platforms, source)
-                for index, raw in enumerate(entries)
-            ]
+    if "priorities" in data:
+        priorities = _priorities(_table(data, "priorities", source), platforms, source)
         kwargs["priorities"] = priorities
-    elif platforms:
-        kwargs["priorities"] = _defaults_with(platforms, source)
-    unknown_platforms = sorted(
-        set(platforms)
-        - {
-            spec.name
-            for specs in kwargs.get("priorities", _defaults_with({}, source)).values()
-            for spec in specs
-        }
-    )
-    if unknown_platforms:
+    else:
+        priorities = _defaults_with(platforms, source)
+        if platforms:
+            kwargs["priorities"] = priorities
+    listed = {spec.name for specs in priorities.values() for spec in specs}
+    unlisted = sorted(set(platforms) - listed)
+    if unlisted:
         raise ConfigError(
-            f"[platforms.{unknown_platforms[0]}] names a platform that is in no priority list",
+            f"[platforms.{unlisted[0]}] names a platform that is in no priority list "
+            f"(listed: {', '.join(sorted(listed))})",
             source=source,
-            key=unknown_platforms[0],
+            key=f"platforms.{unlisted[0]}",
         )
+
+    operation_policies: dict[str, Policy] = {}
+    for operation, table in _table(data, "operations", source).items():
+        where = f"operations.{operation}"
+        if operation not in priorities:
+            raise ConfigError(
+                f"[{where}]: unknown operation type {operation!r}; operations with a "
+                f"priority list: {', '.join(priorities)}",
+                source=source,
+                key=where,
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table", source=source, key=where)
+        values = _check_table(table, _POLICY_KEYS, source=source, where=where)
+        if values:
+            operation_policies[operation] = _policy(values, source, where)
+
     if policy_fields:
         kwargs["policy"] = _policy(policy_fields, source, "failover")
+    if operation_policies:
+        kwargs["operation_policies"] = operation_policies
     if platform_policies:
         kwargs["platform_policies"] = platform_policies
     return kwargs
@@ -273,7 +346,7 @@ def _policy(fields: dict[str, float], source: str, where: str) -> Policy:
     try:
         return Policy(**fields)  # type: ignore[arg-type]
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}", source=source, key=exc.key) from None
+        raise ConfigError(f"{where}: {exc}", source=source, key=f"{where}.{exc.key}") from None
 
 
 def _defaults_with(
@@ -289,6 +362,7 @@ def _defaults_with(
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Manager keyword arguments from the ``AI_*`` variables that are set (and not blank)."""
     kwargs: dict[str, Any] = {}
     for variable, (key, kind) in ENV_SETTINGS.items():
         raw = environ.get(variable)
@@ -296,23 +370,29 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if kind is bool:
             kwargs[key] = parse_bool(raw, source=variable)
-        else:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(
-                    f"expected a number of seconds, got {raw!r}", source=variable
-                ) from None
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"must be > 0, got {raw!r}", source=variable)
-            kwargs[key] = value
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"expected a number of seconds, got {raw!r}", source=variable, key=variable
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(
+                f"expected a number of seconds > 0, got {raw!r}", source=variable, key=variable
+            )
+        kwargs[key] = value
     return kwargs
 
 
 def load_manager_kwargs(
     environ: Mapping[str, str] | None = None, config_path: str | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for :class:`PlatformManager` from the file and the environment."""
+    """Keyword arguments for :class:`PlatformManager` from the file and the environment.
+
+    The environment wins over the file; both are read and validated completely before
+    anything is built, so a bad setting leaves nothing half-configured.
+    """
     env = os.environ if environ is None else environ
     path = config_path or env.get(ENV_CONFIG) or None
     kwargs: dict[str, Any] = {}
