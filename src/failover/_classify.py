@@ -66,6 +66,9 @@ _CONTENT_POLICY_WORDS: Final = (
     "content_filter",
     "safety system",
     "moderation",
+    "content filtering",
+    "flagged as sensitive",
+    "nsfw",
 )
 _CONTEXT_WINDOW_WORDS: Final = (
     "context_length_exceeded",
@@ -74,8 +77,17 @@ _CONTEXT_WINDOW_WORDS: Final = (
     "maximum context",
     "too many tokens",
     "prompt is too long",
+    "exceeds the maximum number of tokens",
+    "maximum number of tokens",
 )
 _RATE_LIMIT_WORDS: Final = ("rate limit", "rate_limit", "too many requests")
+#: Explicit rate-limit codes in provider bodies (not the generic "Too Many Requests" reason).
+_RATE_LIMIT_CODES: Final = (
+    "rate_limit_exceeded",
+    "rate_limit_error",
+    "rate limit reached",
+    "rate limit exceeded",
+)
 _AUTH_WORDS: Final = ("invalid api key", "invalid_api_key", "incorrect api key", "unauthorized")
 
 #: Upper bound on any Retry-After a provider sends (a hostile or buggy header cannot park
@@ -201,6 +213,14 @@ def classify_status(
         return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
     if status == 429:
         # OpenAI's insufficient_quota and Gemini's billing RESOURCE_EXHAUSTED arrive as 429.
+        # A rate-limit message may mention billing ("add a payment method to raise your
+        # limit"), so an explicit rate-limit code wins over credit words.
+        if "insufficient_quota" in text:
+            return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
+        if _has(text, _RATE_LIMIT_CODES):
+            return Classification(
+                ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status
+            )
         if _has(text, _CREDIT_WORDS):
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
         return Classification(ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status)
@@ -210,6 +230,10 @@ def classify_status(
         # FAL: 403 "User is locked. Reason: Exhausted balance."
         if _has(text, _CREDIT_WORDS) or "locked" in text:
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
+        # Stability answers a moderated prompt with 403 content_moderation: the request's
+        # fault, not a bad key (cooling the platform would punish everyone else).
+        if _has(text, _CONTENT_POLICY_WORDS):
+            return Classification(ErrorKind.REQUEST, reason="content_policy", status_code=status)
         return Classification(ErrorKind.AUTH, status_code=status)
     if status == 408 or status >= 500:
         return Classification(ErrorKind.TRANSIENT, status_code=status)
