@@ -50,8 +50,23 @@ def _check_platform_parameter(func: Callable[..., Any], role: str) -> None:
         )
 
 
+def _signature_without_platform(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    parameters = list(signature.parameters.values())
+    if parameters and parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL:
+        parameters = parameters[1:]
+    return signature.replace(parameters=parameters)
+
+
 class FallbackFunction(Generic[P, R]):
     """The result of ``@fallback``: call it like the function minus its first parameter."""
+
+    # Copied from the decorated function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
 
     def __init__(
         self,
@@ -64,6 +79,10 @@ class FallbackFunction(Generic[P, R]):
         self._manager = manager
         self._implementations: dict[str, PlatformFunction[P, R]] = {}
         functools.update_wrapper(self, func)
+        # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
+        signature = _signature_without_platform(func)
+        if signature is not None:
+            self.__signature__ = signature
 
     @property
     def manager(self) -> PlatformManager:
