@@ -21,7 +21,7 @@ from opentelemetry import trace as otel_trace
 from failover._breaker import Permit
 from failover._classify import Classification, ErrorKind, classify
 from failover._errors import AllPlatformsFailed, Attempt
-from failover._pair import COOLDOWN_REASON, Pair
+from failover._pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
 from failover._policies import RetryRun
 from failover._scrub import get_logger
 from failover._spec import PlatformSpec
@@ -198,6 +198,7 @@ class Chain:
             return await self._walk(route, func, args, kwargs, context, tracer, call_span, attempts)
         # Only reached when the deadline scope swallowed its own cancellation.
         assert scope.cancelled_caught
+        self.telemetry.summarize_failure(call_span, attempts)
         raise AllPlatformsFailed(
             route.operation, attempts, reason=f"deadline of {route.deadline:g}s exceeded"
         )
@@ -218,6 +219,7 @@ class Chain:
         operation = route.operation
         tries = 0
         platforms_tried = 0
+        passed_over = 0  # platforms skipped as unhealthy or cooling: they count as fallbacks
         reason: str | None = None
         for pair in route.order(context):
             if tries >= settings.max_attempts:
@@ -229,6 +231,8 @@ class Chain:
             admission = pair.admit(clock)
             if not isinstance(admission, Permit):
                 self._skipped(pair, admission, attempts, call_span)
+                if admission != SKIP_MISSING_KEY:
+                    passed_over += 1
                 continue
             permit = admission
             platforms_tried += 1
@@ -276,7 +280,7 @@ class Chain:
                             {
                                 "failover.platform": pair.spec.name,
                                 "failover.attempts": tries,
-                                "failover.fallbacks": platforms_tried - 1,
+                                "failover.fallbacks": platforms_tried - 1 + passed_over,
                             }
                         )
                     return result, pair.spec
@@ -300,7 +304,10 @@ class Chain:
                 if verdict.kind is ErrorKind.REQUEST and verdict.reason not in settings.continue_on:
                     if call_span is not None:
                         call_span.set_attributes(
-                            {"failover.attempts": tries, "failover.fallbacks": platforms_tried - 1}
+                            {
+                                "failover.attempts": tries,
+                                "failover.fallbacks": platforms_tried - 1 + passed_over,
+                            }
                         )
                     raise error
                 policy_retry = pair.policy.retry
@@ -338,7 +345,10 @@ class Chain:
                 permit = admission
         if call_span is not None:
             call_span.set_attributes(
-                {"failover.attempts": tries, "failover.fallbacks": max(platforms_tried - 1, 0)}
+                {
+                    "failover.attempts": tries,
+                    "failover.fallbacks": max(platforms_tried - 1 + passed_over, 0),
+                }
             )
         if not route.pairs:
             reason = "no platforms configured"
@@ -382,7 +392,8 @@ class Chain:
                 span.set_attribute("failover.outcome", "cancelled")
                 raise
             except BaseException as exc:
-                self.telemetry.fail_span(span, exc, type(exc).__qualname__)
+                kind = classify(exc, pair.classifiers).kind.value
+                self.telemetry.fail_span(span, exc, type(exc).__qualname__, kind)
                 raise
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -423,6 +434,13 @@ class Chain:
         now = self.clock.now()
         if kind is ErrorKind.CREDIT_EXHAUSTED:
             pair.platform.cooldown.set(now + settings.cooldown_seconds, COOLDOWN_REASON[kind])
+            self.telemetry.cooldown(
+                spec.name,
+                pair.operation,
+                COOLDOWN_REASON[kind],
+                settings.cooldown_seconds,
+                "platform",
+            )
             logger.warning(
                 "Credit issue on %s (%s): skipping it for %gs across all operations",
                 spec.name,
@@ -431,6 +449,13 @@ class Chain:
             )
         elif kind is ErrorKind.AUTH:
             pair.platform.cooldown.set(now + settings.auth_cooldown_seconds, COOLDOWN_REASON[kind])
+            self.telemetry.cooldown(
+                spec.name,
+                pair.operation,
+                COOLDOWN_REASON[kind],
+                settings.auth_cooldown_seconds,
+                "platform",
+            )
             logger.warning(
                 "API key problem on %s (check %s): skipping it for %gs across all operations",
                 spec.name,
@@ -441,13 +466,15 @@ class Chain:
             wait = settings.cooldown_seconds if verdict.retry_after is None else verdict.retry_after
             wait = min(wait, settings.rate_limit_max_seconds)
             pair.cooldown.set(now + wait, COOLDOWN_REASON[kind])
+            self.telemetry.cooldown(spec.name, pair.operation, COOLDOWN_REASON[kind], wait, "pair")
             logger.info(
                 "Rate limited on %s for %s: skipping it for %gs", spec.name, pair.operation, wait
             )
         if kind is not ErrorKind.REQUEST and settings.monitoring_enabled:
             pair.stats.record_failure(now, duration, kind.value)
-            if duration is not None:
-                self._count(pair, "failure", duration)
+        if duration is not None:
+            # Metrics count every failed attempt, the request's own faults included.
+            self._count(pair, "failure", duration)
 
     def _skipped(
         self, pair: Pair, reason: str, attempts: list[Attempt], call_span: Span | None
@@ -455,11 +482,7 @@ class Chain:
         attempts.append(
             Attempt(pair.spec.name, pair.spec.model, pair.operation, "skipped", skip_reason=reason)
         )
-        self.telemetry.event(
-            call_span,
-            "failover.platform.skipped",
-            {"failover.platform": pair.spec.name, "failover.skip.reason": reason},
-        )
+        self.telemetry.skipped(call_span, pair.spec.name, pair.operation, reason)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "Skipping unhealthy platform %s for %s: %s", pair.spec.name, pair.operation, reason

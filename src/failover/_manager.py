@@ -33,7 +33,7 @@ from failover._spec import (
     check_operation_name,
     known_platform,
 )
-from failover._telemetry import Telemetry, current_span
+from failover._telemetry import Telemetry
 
 if TYPE_CHECKING:
     import pybreaker
@@ -664,27 +664,9 @@ class PlatformManager:
                     new.value,
                     reason,
                 )
-            self._telemetry.event(
-                current_span(),
-                "failover.breaker.transition",
-                {
-                    "failover.platform": spec.name,
-                    "failover.operation": pair.operation,
-                    "failover.breaker.from": old.value,
-                    "failover.breaker.to": new.value,
-                    "failover.breaker.reason": reason,
-                },
+            self._telemetry.breaker_transition(
+                spec.name, pair.operation, old.value, new.value, reason
             )
-            instruments = self._telemetry.instruments()
-            if instruments is not None:
-                instruments.transitions.add(
-                    1,
-                    {
-                        "failover.platform": spec.name,
-                        "failover.operation": pair.operation,
-                        "failover.breaker.to": new.value,
-                    },
-                )
 
         return on_transition
 

@@ -4,17 +4,36 @@ The library never configures an SDK. While no real tracer provider is installed,
 no-op spans still cost microseconds each, so :class:`Telemetry` notices that nothing listens
 and skips span work entirely; it picks tracing up on the first call after an application
 installs a provider, whenever that happens.
+
+What is recorded (``docs/tracing.md`` shows it as Jaeger does):
+
+* a ``failover <operation>`` INTERNAL span per call, with ``failover.platform.skipped``,
+  ``failover.retry``, ``failover.breaker.transition`` and ``failover.platform.cooldown`` events;
+* a CLIENT span per attempt, named ``<gen_ai.operation.name> <model>``, under which the
+  provider's own HTTP spans nest;
+* the ``failover.attempts`` and ``failover.breaker.transitions`` counters and the
+  ``failover.attempt.duration`` and ``failover.call.duration`` histograms (seconds).
+
+Every message that reaches a span goes through the manager's :class:`~failover._scrub.Scrubber`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, StatusCode
+from opentelemetry.metrics import NoOpMeter
+from opentelemetry.metrics import _internal as _metrics_internal
+from opentelemetry.trace import (
+    NoOpTracer,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    SpanKind,
+    StatusCode,
+)
 
 from failover._scrub import Scrubber
 
@@ -22,6 +41,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
+    from failover._errors import Attempt
     from failover._spec import PlatformSpec
 
 INSTRUMENTATION_NAME: Final = "failover"
@@ -34,12 +54,17 @@ GEN_AI_OPERATIONS: Final[dict[str, tuple[str, str | None]]] = {
     "video_generation": ("generate_content", "video"),
 }
 
+#: A skip for want of a key is configuration, not a fallback: the platform was never a candidate.
+_NOT_A_CANDIDATE: Final = "missing_api_key"
+
 
 def gen_ai_operation(operation: str) -> tuple[str, str | None]:
     """The GenAI convention's operation name and output type for a failover operation type.
 
-    Known types map as in :data:`GEN_AI_OPERATIONS`; ``*image*``/``*video*``/``*text*`` names
-    follow the same rule; anything else is reported as ``generate_content`` with no output type.
+    Known types map as in :data:`GEN_AI_OPERATIONS`. Other names: ``*image*`` and ``*video*``
+    give ``generate_content`` with that output type, ``*audio*`` ``generate_content``/``speech``,
+    ``*embed*`` ``embeddings``, ``*text*``/``*chat*`` ``chat``; anything else is reported as
+    ``generate_content`` with no output type.
     """
     known = GEN_AI_OPERATIONS.get(operation)
     if known is not None:
@@ -54,14 +79,29 @@ def gen_ai_operation(operation: str) -> tuple[str, str | None]:
     return ("generate_content", None)
 
 
+#: Set when the application asks the API to load a provider from an entry point. The API reads
+#: it on first use, so reading it once here is as current as the API itself.
+_ENV_TRACER_PROVIDER: Final = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_ENV_METER_PROVIDER: Final = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+
+def _global_tracer_provider_set() -> bool:
+    """Whether an application may have installed a tracer provider (the cheap, per-call check).
+
+    Reading the API's module global costs a few dozen nanoseconds; ``get_tracer_provider()``
+    also looks at ``os.environ`` every time. The global stays ``None`` until a provider is
+    set. Should a future API rename it, the default (not ``None``) falls back to the full check.
+    """
+    return getattr(otel_trace, "_TRACER_PROVIDER", True) is not None or _ENV_TRACER_PROVIDER
+
+
+def _global_meter_provider_set() -> bool:
+    """Like :func:`_global_tracer_provider_set`, for the meter provider."""
+    return getattr(_metrics_internal, "_METER_PROVIDER", True) is not None or _ENV_METER_PROVIDER
+
+
 def _sdk_tracer_provider() -> TracerProvider | None:
     """The global tracer provider if an application installed a real one, else ``None``."""
-    # Reading the module global is ~30x cheaper than get_tracer_provider(), which also
-    # looks at os.environ on every call; it is only None until a provider is set.
-    if getattr(otel_trace, "_TRACER_PROVIDER", None) is None and (
-        "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
-    ):
-        return None
     provider = otel_trace.get_tracer_provider()
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
         return None
@@ -69,13 +109,9 @@ def _sdk_tracer_provider() -> TracerProvider | None:
 
 
 def _sdk_meter_provider() -> MeterProvider | None:
-    module = otel_metrics._internal  # where the global lives
-    if getattr(module, "_METER_PROVIDER", None) is None and (
-        "OTEL_PYTHON_METER_PROVIDER" not in os.environ
-    ):
-        return None
+    """The global meter provider if an application installed a real one, else ``None``."""
     provider = otel_metrics.get_meter_provider()
-    if isinstance(provider, otel_metrics.NoOpMeterProvider):
+    if isinstance(provider, otel_metrics.NoOpMeterProvider | _metrics_internal._ProxyMeterProvider):
         return None
     return provider
 
@@ -87,7 +123,9 @@ class Instruments:
 
     def __init__(self, meter: Meter) -> None:
         self.attempts: Counter = meter.create_counter(
-            "failover.attempts", unit="{attempt}", description="Attempts on a platform by outcome"
+            "failover.attempts",
+            unit="{attempt}",
+            description="Platforms tried (success, failure, cancelled) or skipped, per call",
         )
         self.transitions: Counter = meter.create_counter(
             "failover.breaker.transitions",
@@ -104,13 +142,20 @@ class Instruments:
 
 class Telemetry:
     """Tracer and instruments, resolved lazily; ``tracer()``/``instruments()`` are ``None``
-    while nobody listens (or when monitoring is disabled)."""
+    while nobody listens, and always when monitoring is disabled.
+
+    A provider given explicitly (``PlatformManager(tracer_provider=...)``) wins over the
+    global one. Once a real tracer (meter) is found it is kept; until then each call costs
+    one attribute read of the API's global.
+    """
 
     __slots__ = (
         "_explicit_meter_provider",
         "_explicit_tracer_provider",
         "_instruments",
+        "_metrics_off",
         "_tracer",
+        "_tracing_off",
         "enabled",
         "scrub",
     )
@@ -129,36 +174,63 @@ class Telemetry:
         self._explicit_meter_provider = meter_provider
         self._tracer: Tracer | None = None
         self._instruments: Instruments | None = None
+        # Set for good when monitoring is off, or when the installed provider hands out no-op
+        # tracers (OTEL_SDK_DISABLED): a global provider cannot be replaced once set.
+        self._tracing_off = not enabled
+        self._metrics_off = not enabled
 
     def tracer(self) -> Tracer | None:
+        """The tracer to use for this call, or ``None`` to skip span work."""
         tracer = self._tracer
-        if tracer is not None or not self.enabled:
+        if tracer is not None or self._tracing_off:
             return tracer
-        provider = self._explicit_tracer_provider or _sdk_tracer_provider()
-        if provider is None:
+        if self._explicit_tracer_provider is None and not _global_tracer_provider_set():
             return None
-        from failover import __version__
-
-        tracer = self._tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
-        return tracer
+        return self._resolve_tracer()
 
     def instruments(self) -> Instruments | None:
+        """The metric instruments, or ``None`` to skip metric work."""
         instruments = self._instruments
-        if instruments is not None or not self.enabled:
+        if instruments is not None or self._metrics_off:
             return instruments
-        provider = self._explicit_meter_provider or _sdk_meter_provider()
+        if self._explicit_meter_provider is None and not _global_meter_provider_set():
+            return None
+        return self._resolve_instruments()
+
+    def _resolve_tracer(self) -> Tracer | None:
+        provider = self._explicit_tracer_provider or _sdk_tracer_provider()
         if provider is None:
+            if getattr(otel_trace, "_TRACER_PROVIDER", None) is not None:
+                self._tracing_off = True  # a no-op provider was installed, for good
             return None
         from failover import __version__
 
-        instruments = self._instruments = Instruments(
-            provider.get_meter(INSTRUMENTATION_NAME, __version__)
-        )
+        tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+        if isinstance(tracer, NoOpTracer):
+            self._tracing_off = True
+            return None
+        self._tracer = tracer
+        return tracer
+
+    def _resolve_instruments(self) -> Instruments | None:
+        provider = self._explicit_meter_provider or _sdk_meter_provider()
+        if provider is None:
+            if getattr(_metrics_internal, "_METER_PROVIDER", None) is not None:
+                self._metrics_off = True
+            return None
+        from failover import __version__
+
+        meter = provider.get_meter(INSTRUMENTATION_NAME, __version__)
+        if isinstance(meter, NoOpMeter):
+            self._metrics_off = True
+            return None
+        instruments = self._instruments = Instruments(meter)
         return instruments
 
     # -- spans -------------------------------------------------------------------------------
 
     def start_call(self, tracer: Tracer, operation: str) -> Span:
+        """The span of one logical call, ``failover <operation>``."""
         return tracer.start_span(
             f"failover {operation}",
             kind=SpanKind.INTERNAL,
@@ -168,6 +240,7 @@ class Telemetry:
     def start_attempt(
         self, tracer: Tracer, spec: PlatformSpec, operation: str, attempt: int, state: str
     ) -> Span:
+        """The CLIENT span of one attempt, named like a GenAI client span."""
         name, output_type = gen_ai_operation(operation)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": name,
@@ -184,13 +257,22 @@ class Telemetry:
             f"{name} {spec.model}", kind=SpanKind.CLIENT, attributes=attributes
         )
 
-    def fail_span(self, span: Span, error: BaseException, error_type: str) -> None:
-        """Mark a span failed, recording the exception with its text scrubbed."""
+    def fail_span(
+        self, span: Span, error: BaseException, error_type: str, kind: str | None = None
+    ) -> None:
+        """Mark a span failed, recording the exception with its text scrubbed.
+
+        ``kind`` is failover's classification (``transient``, ``credit_exhausted``, ...),
+        recorded as ``failover.error.kind``. No stack trace is recorded: frames carry
+        provider messages too.
+        """
         if not span.is_recording():
             return
         span.set_attribute("error.type", error_type)
+        if kind is not None:
+            span.set_attribute("failover.error.kind", kind)
         message = self.scrub(str(error))
-        span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {message}"[:512])
+        span.set_status(StatusCode.ERROR, self.scrub(f"{type(error).__name__}: {message}"[:512]))
         span.add_event(
             "exception",
             {
@@ -199,12 +281,102 @@ class Telemetry:
             },
         )
 
+    def summarize_failure(self, span: Span | None, attempts: Sequence[Attempt]) -> None:
+        """Set ``failover.attempts``/``failover.fallbacks`` on a call span from its attempts.
+
+        For calls that ended before the chain could count (a deadline that cut an attempt).
+        """
+        if span is None or not span.is_recording():
+            return
+        tried = sum(1 for attempt in attempts if attempt.outcome != "skipped")
+        platforms = {
+            attempt.platform for attempt in attempts if attempt.skip_reason != _NOT_A_CANDIDATE
+        }
+        span.set_attributes(
+            {"failover.attempts": tried, "failover.fallbacks": max(len(platforms) - 1, 0)}
+        )
+
     def event(self, span: Span | None, name: str, attributes: Mapping[str, Any]) -> None:
+        """Add an event to ``span`` if it records; ``None`` values are left out."""
         if span is not None and span.is_recording():
             span.add_event(
                 name, {key: value for key, value in attributes.items() if value is not None}
             )
 
+    # -- events and metrics that several places report ---------------------------------------
 
-def current_span() -> Span:
-    return otel_trace.get_current_span()
+    def skipped(self, span: Span | None, platform: str, operation: str, reason: str) -> None:
+        """A platform passed over without an attempt: an event and an ``outcome=skipped`` count."""
+        if span is not None and span.is_recording():
+            span.add_event(
+                "failover.platform.skipped",
+                {"failover.platform": platform, "failover.skip.reason": reason},
+            )
+        instruments = self.instruments()
+        if instruments is not None:
+            instruments.attempts.add(
+                1,
+                {
+                    "failover.platform": platform,
+                    "failover.operation": operation,
+                    "failover.outcome": "skipped",
+                    "failover.skip.reason": reason,
+                },
+            )
+
+    def cooldown(
+        self, platform: str, operation: str, reason: str, seconds: float, scope: str
+    ) -> None:
+        """A platform (``scope="platform"``) or pair (``"pair"``) starts cooling down.
+
+        Recorded on the current span: inside a call, the call span of the attempt that
+        caused it.
+        """
+        if self.tracer() is None:
+            return
+        span = otel_trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "failover.platform.cooldown",
+                {
+                    "failover.platform": platform,
+                    "failover.operation": operation,
+                    "failover.cooldown.reason": reason,
+                    "failover.cooldown.seconds": seconds,
+                    "failover.cooldown.scope": scope,
+                },
+            )
+
+    def breaker_transition(
+        self, platform: str, operation: str, old: str, new: str, reason: str
+    ) -> None:
+        """A pair's breaker moved: an event on the current span and a transitions count.
+
+        Transitions happen synchronously inside the call whose outcome (or admission) caused
+        them, so the current span is that call's span.
+        """
+        if self.tracer() is not None:
+            span = otel_trace.get_current_span()
+            if span.is_recording():
+                span.add_event(
+                    "failover.breaker.transition",
+                    {
+                        "failover.pair": f"{platform}:{operation}",
+                        "failover.platform": platform,
+                        "failover.operation": operation,
+                        "failover.breaker.from": old,
+                        "failover.breaker.to": new,
+                        "failover.breaker.reason": reason,
+                    },
+                )
+        instruments = self.instruments()
+        if instruments is not None:
+            instruments.transitions.add(
+                1,
+                {
+                    "failover.platform": platform,
+                    "failover.operation": operation,
+                    "failover.breaker.from": old,
+                    "failover.breaker.to": new,
+                },
+            )
