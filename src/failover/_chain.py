@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from failover._clock import Clock
+    from failover._shared import FleetLink
 
 logger = get_logger("failover")
 
@@ -133,12 +134,14 @@ async def invoke(
 class Chain:
     """Runs one call down a route. One instance per manager; holds no per-call state."""
 
-    __slots__ = ("clock", "settings", "telemetry")
+    __slots__ = ("clock", "fleet", "settings", "telemetry")
 
     def __init__(self, settings: ChainSettings, clock: Clock, telemetry: Telemetry) -> None:
         self.settings = settings
         self.clock = clock
         self.telemetry = telemetry
+        #: Set by the manager when state is shared across processes (probe leases, cool-downs).
+        self.fleet: FleetLink | None = None
 
     async def call(
         self,
@@ -235,6 +238,14 @@ class Chain:
                     passed_over += 1
                 continue
             permit = admission
+            if (
+                permit.is_probe
+                and self.fleet is not None
+                and not await self.fleet.acquire_probe(pair, permit)
+            ):
+                self._skipped(pair, "open", attempts, call_span)
+                passed_over += 1
+                continue
             platforms_tried += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -259,6 +270,8 @@ class Chain:
                         exc, anyio.get_cancelled_exc_class()
                     ):
                         pair.breaker.release(permit)
+                        if self.fleet is not None:
+                            self.fleet.probe_ended(permit)
                         attempts.append(
                             Attempt(
                                 pair.spec.name,
@@ -343,6 +356,13 @@ class Chain:
                     self._skipped(pair, admission, attempts, call_span)
                     break
                 permit = admission
+                if (
+                    permit.is_probe
+                    and self.fleet is not None
+                    and not await self.fleet.acquire_probe(pair, permit)
+                ):
+                    self._skipped(pair, "open", attempts, call_span)
+                    break
         if call_span is not None:
             call_span.set_attributes(
                 {
@@ -406,6 +426,8 @@ class Chain:
             breaker.report_success()
         else:
             breaker.on_success(permit)
+            if permit.is_probe and self.fleet is not None:
+                self.fleet.probe_ended(permit)
         if had_failures:
             pair.record_failure_counters()
         if self.settings.monitoring_enabled:
@@ -475,6 +497,8 @@ class Chain:
         if duration is not None:
             # Metrics count every failed attempt, the request's own faults included.
             self._count(pair, "failure", duration)
+        if self.fleet is not None:
+            self.fleet.after_failure(pair, permit)
 
     def _skipped(
         self, pair: Pair, reason: str, attempts: list[Attempt], call_span: Span | None

@@ -26,6 +26,7 @@ from failover._health import aggregate
 from failover._pair import Pair, PlatformState
 from failover._policies import Policy, ResolvedPolicy
 from failover._scrub import Scrubber, get_logger, register
+from failover._shared import REMOTE_OPEN_REASON, FleetLink, SharedState
 from failover._spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
@@ -286,6 +287,12 @@ class PlatformManager:
         self.cost_optimization = cost_optimization
         self.monitoring_enabled = monitoring_enabled
         self.clock: Clock = clock if clock is not None else MonotonicClock()
+        if shared_state is not None and not isinstance(shared_state, SharedState):
+            raise ConfigError(
+                "shared_state must be a shared-state backend such as "
+                f"failover.redis.RedisSharedState, got {shared_state!r}",
+                key="shared_state",
+            )
         self.shared_state = shared_state
         api_key_envs = {
             spec.api_key_env
@@ -353,6 +360,11 @@ class PlatformManager:
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
+        self._fleet: FleetLink | None = None
+        self._fleet_tasks: anyio.abc.TaskGroup | None = None
+        if shared_state is not None:
+            self._fleet = FleetLink(shared_state, self._pairs, self._platforms, self.clock)
+            self._chain.fleet = self._fleet
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -507,7 +519,10 @@ class PlatformManager:
 
     def isolate(self, platform: PlatformSpec | str, operation: str) -> None:
         """Force the pair open until :meth:`reset` (or :meth:`force_closed`)."""
-        self._pair(platform, operation).breaker.isolate()
+        pair = self._pair(platform, operation)
+        pair.breaker.isolate()
+        if self._fleet is not None:
+            self._fleet.pair_opened(pair)
 
     def force_open(
         self, platform: PlatformSpec | str, operation: str, seconds: float | None = None
@@ -515,7 +530,10 @@ class PlatformManager:
         """Open the pair now for ``seconds`` (default: ``cache_ttl_seconds``)."""
         if seconds is not None:
             _number("seconds", seconds, above=0)
-        self._pair(platform, operation).breaker.force_open(seconds)
+        pair = self._pair(platform, operation)
+        pair.breaker.force_open(seconds)
+        if self._fleet is not None:
+            self._fleet.pair_opened(pair)
 
     def force_closed(self, platform: PlatformSpec | str, operation: str) -> None:
         """Close the pair and keep it closed whatever fails, until :meth:`reset`."""
@@ -536,6 +554,8 @@ class PlatformManager:
             pair.cooldown.clear()
         if operation is None:
             pairs[0].platform.cooldown.clear()
+        if self._fleet is not None:
+            self._fleet.reset(pairs, platform_wide=operation is None)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -625,11 +645,32 @@ class PlatformManager:
             return
         self._closed = True
         closers, self._closers = self._closers, []
+        tasks, self._fleet_tasks = self._fleet_tasks, None
+        if tasks is not None and self.shared_state is not None:
+            with anyio.CancelScope(shield=True):
+                await self.shared_state.stop(1.0)
+            tasks.cancel_scope.cancel()
+            await tasks.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             for closer in reversed(closers):
                 await closer()
 
     async def __aenter__(self) -> Self:
+        """Start sharing state with the fleet when ``shared_state`` is configured.
+
+        Loads the shared state before returning; if the backend is unreachable, the manager
+        runs on local state and keeps reconnecting in the background.
+        """
+        if self._fleet is not None and self._fleet_tasks is None and not self._closed:
+            tasks = anyio.create_task_group()
+            await tasks.__aenter__()
+            try:
+                await tasks.start(self._fleet.shared.run, self._fleet)
+            except BaseException:
+                tasks.cancel_scope.cancel()
+                await tasks.__aexit__(None, None, None)
+                raise
+            self._fleet_tasks = tasks
         return self
 
     async def __aexit__(
@@ -645,8 +686,14 @@ class PlatformManager:
     def _transition_listener(self, pair: Pair) -> Callable[[BreakerState, BreakerState, str], None]:
         def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
             pair.mirror.replay(new)
+            if self._fleet is not None:
+                self._fleet.on_transition(pair, new, reason)
             spec = pair.spec
-            if new is BreakerState.OPEN and old is BreakerState.CLOSED:
+            if (
+                new is BreakerState.OPEN
+                and old is BreakerState.CLOSED
+                and reason != REMOTE_OPEN_REASON
+            ):
                 logger.warning(
                     "Marking %s unhealthy for %s after %d consecutive failures",
                     spec.name,
