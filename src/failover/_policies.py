@@ -93,7 +93,7 @@ class Policy:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"Policy.{name} must be seconds > 0, got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
 
@@ -158,9 +158,11 @@ class RetryRun:
         retry = self.retry
         if retry.retry is not None and not retry.retry(state):
             return None
+        # tenacity's order: the wait is computed first, so stop_before_delay can see it.
+        wait = float(retry.wait(state))
+        state.upcoming_sleep = wait
         if retry.stop(state):
             return None
-        wait = float(retry.wait(state))
         state.idle_for += wait
         if _testing_attempts is not None:
             return 0.0
