@@ -455,7 +455,7 @@ def test_reset_clears_everything() -> None:
         ("open_backoff", "2"),
     ],
 )
-def test_bad_breaker_settings_raise_a_config_error_naming_the_key(key: str, value: object) -> None:
+def test_bad_breaker_settings_raise_a_config_error_naming_the_key(key: str, value: Any) -> None:
     with pytest.raises(ConfigError) as caught:
         BreakerSettings(**{key: value})
     assert caught.value.key == key
