@@ -342,7 +342,7 @@ class Telemetry:
                     "failover.platform": platform,
                     "failover.operation": operation,
                     "failover.cooldown.reason": reason,
-                    "failover.cooldown.seconds": seconds,
+                    "failover.cooldown.seconds": float(seconds),
                     "failover.cooldown.scope": scope,
                 },
             )
