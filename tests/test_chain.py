@@ -6,6 +6,7 @@ Time is a FakeClock: nothing here sleeps for real.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx
+import pybreaker
 import pytest
 import tenacity
 
@@ -1009,3 +1011,130 @@ async def test_all_platforms_failed_carries_every_attempt_without_provider_text(
     assert secret not in repr(error)
     for name in ("alpha", "beta", "delta", "gamma", "credit", "missing_api_key", "HTTP 503"):
         assert name in text
+
+
+# == breakers through the chain ===================================================================
+
+
+async def test_success_threshold_needs_that_many_probe_successes_through_the_chain() -> None:
+    manager, clock = make(success_threshold=2, cache_ttl_seconds=60)
+    manager.force_open("alpha", TEXT)
+    clock.advance(60)
+    operation = ScriptedOperation({})
+    _, spec = await manager.with_fallback(TEXT, operation)
+    assert spec.name == "alpha"
+    assert detail(manager, "alpha")["state"] == "half_open"
+    _, spec = await manager.with_fallback(TEXT, operation)
+    assert spec.name == "alpha"
+    assert detail(manager, "alpha")["state"] == "closed"
+
+
+async def test_open_backoff_makes_each_failed_probe_reopen_for_longer() -> None:
+    manager, clock = make(
+        cache_ttl_seconds=10, open_backoff=3, max_open_seconds=60, failure_threshold=1
+    )
+    operation = ScriptedOperation({"alpha": [Transient()]})
+    await manager.with_fallback(TEXT, operation)
+    open_for = []
+    for _ in range(3):
+        breaker = pair(manager, "alpha").breaker
+        wait = breaker.open_until - clock.now()
+        open_for.append(wait)
+        clock.advance(wait)
+        await manager.with_fallback(TEXT, operation)  # the probe fails
+    assert open_for == [10.0, 30.0, 60.0]
+    assert operation.calls.count("alpha") == 4
+
+
+async def test_many_concurrent_failures_open_the_pair_once() -> None:
+    manager, _ = make()
+    transitions: list[tuple[str, str]] = []
+
+    class Recorder(pybreaker.CircuitBreakerListener):
+        def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+            transitions.append((old_state.name, new_state.name))
+
+    manager.breaker("alpha", TEXT).add_listener(Recorder())
+    gate = anyio.Event()
+    waiting = 0
+    results: list[str] = []
+
+    async def operation(platform: PlatformSpec) -> str:
+        nonlocal waiting
+        if platform.name == "alpha":
+            waiting += 1
+            await gate.wait()
+            raise Transient("down")
+        return platform.name
+
+    async def caller() -> None:
+        result, _ = await manager.with_fallback(TEXT, operation)
+        results.append(result)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(caller)
+        await wait_until(lambda: waiting == 50, "all 50 calls to reach alpha")
+        gate.set()
+    assert results == ["beta"] * 50
+    assert transitions == [("closed", "open")]
+    # The 47 failures that arrived after the pair opened were admitted before it: not counted.
+    assert pair(manager, "alpha").breaker.consecutive_failures == 3
+    assert manager.breaker("alpha", TEXT).fail_counter == 3
+
+
+async def test_a_failed_probe_is_not_retried_on_the_reopened_pair() -> None:
+    retry = Retry(tenacity.stop_after_attempt(5), tenacity.wait_none())
+    manager, clock = make(FakeClock(autojump=True), policy=Policy(retry=retry))
+    manager.force_open("alpha", TEXT)
+    clock.advance(300)
+    operation = ScriptedOperation({"alpha": [Transient()]})
+    _, spec = await manager.with_fallback(TEXT, operation)
+    assert spec.name == "beta"
+    assert operation.calls == ["alpha", "beta"]
+    assert detail(manager, "alpha")["state"] == "open"
+
+
+async def test_deadline_and_attempt_timeout_expiring_together_count_nothing() -> None:
+    manager, clock = make(failure_threshold=1, policy=Policy(attempt_timeout=10, deadline=10))
+    errors: list[AllPlatformsFailed] = []
+
+    async def operation(platform: PlatformSpec) -> str:
+        await clock.sleep(100)
+        return "late"
+
+    async def caller() -> None:
+        with pytest.raises(AllPlatformsFailed) as caught:
+            await manager.with_fallback(TEXT, operation)
+        errors.append(caught.value)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await wait_until(lambda: clock.sleepers == 1, "alpha to start")
+        clock.advance(10)
+    assert errors[0].reason == "deadline of 10s exceeded"
+    assert [(a.platform, a.outcome) for a in errors[0].attempts] == [("alpha", "cancelled")]
+    assert detail(manager, "alpha")["state"] == "closed"
+    assert pair(manager, "alpha").breaker.consecutive_failures == 0
+
+
+# == what the chain logs ==========================================================================
+
+
+async def test_the_chain_logs_what_the_old_manager_said(caplog: pytest.LogCaptureFixture) -> None:
+    manager, _ = make(priorities={TEXT: [ALPHA, BETA, GAMMA], IMAGE: [GAMMA, BETA]})
+    caplog.set_level(logging.DEBUG, logger="failover")
+    for _ in range(3):
+        await manager.with_fallback(TEXT, ScriptedOperation({"alpha": [Transient()]}))
+    await manager.with_fallback(TEXT, ScriptedOperation({"beta": [CreditExhausted()]}))
+    with pytest.raises(AllPlatformsFailed):  # gamma refuses the key, beta is out of credits
+        await manager.with_fallback(IMAGE, ScriptedOperation({"gamma": [AuthFailed()]}))
+    messages = [record.getMessage() for record in caplog.records if record.name == "failover"]
+    text = "\n".join(messages)
+    assert "Marking alpha unhealthy for text_generation after 3 consecutive failures" in text
+    assert "Credit issue on beta" in text
+    assert "API key problem on gamma" in text
+    assert "Skipping unhealthy platform alpha for text_generation: open" in text
+    assert "Selected platform gamma" in text
+    assert "Completed text_generation using beta" in text
+    assert "Skipping unhealthy platform beta for image_editing: credit" in text
