@@ -505,6 +505,19 @@ class PlatformManager:
             return
         self._chain.failed(pair, None, verdict, self._response_time(response_time))
 
+    def record_cost(self, platform: PlatformSpec | str, operation: str, cost: float) -> None:
+        """Book what one successful call really cost, in place of the platform's estimate.
+
+        Every success adds the platform's ``estimated_cost`` to the pair's ``cost`` in
+        :meth:`get_health_status`; call this once for a success whose real cost is known
+        (e.g. from the provider's token usage: ``failover.http.TextGeneration`` does with
+        ``prices=``) and the pair's cost moves from the estimate to ``cost``.
+        """
+        pair = self._pair(platform, operation)
+        amount = _number("cost", cost, at_least=0)
+        if self.monitoring_enabled:
+            pair.stats.cost += amount - pair.spec.estimated_cost
+
     @staticmethod
     def _response_time(value: float | None) -> float | None:
         if value is None:

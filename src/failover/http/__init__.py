@@ -1,0 +1,57 @@
+"""failover over HTTP (extra ``failover[http]``): httpx error classification and adapters
+for text generation.
+
+* Classification: :func:`classify_http` (a per-platform classifier for httpx exceptions),
+  :func:`classify_response`, :func:`to_provider_error` and the httpx response hook
+  :func:`raise_for_provider_status`, which turn provider responses into failover's
+  ``CreditExhausted``, ``RateLimited(retry_after=...)``, ``AuthFailed``, ``Transient`` and
+  ``BadRequest(reason=...)``.
+* Adapters: :class:`OpenAICompatibleChat` and :class:`AnthropicMessages` call one platform and
+  return a :class:`TextResult` (or a :class:`TextStream`); :class:`TextGeneration` runs them
+  down a manager's fallback chain.
+"""
+
+from __future__ import annotations
+
+from failover.http._adapters import (
+    ANTHROPIC_BASE_URLS,
+    OPENAI_COMPATIBLE_BASE_URLS,
+    AnthropicMessages,
+    OpenAICompatibleChat,
+)
+from failover.http._base import DEFAULT_LIMITS, DEFAULT_TIMEOUT, ChatAdapter, InvalidArgument
+from failover.http._classify import (
+    ErrorBody,
+    classify_body,
+    classify_http,
+    classify_response,
+    parse_error_body,
+    raise_for_provider_status,
+    to_provider_error,
+)
+from failover.http._result import TextResult, TokenPrice
+from failover.http._streaming import StreamInterrupted, TextStream
+from failover.http._text import TextGeneration
+
+__all__ = [
+    "ANTHROPIC_BASE_URLS",
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "OPENAI_COMPATIBLE_BASE_URLS",
+    "AnthropicMessages",
+    "ChatAdapter",
+    "ErrorBody",
+    "InvalidArgument",
+    "OpenAICompatibleChat",
+    "StreamInterrupted",
+    "TextGeneration",
+    "TextResult",
+    "TextStream",
+    "TokenPrice",
+    "classify_body",
+    "classify_http",
+    "classify_response",
+    "parse_error_body",
+    "raise_for_provider_status",
+    "to_provider_error",
+]

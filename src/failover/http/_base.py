@@ -1,0 +1,384 @@
+"""What every chat adapter shares: one httpx client per platform, the key read at call time,
+timeouts, argument checks, error classification, and closing."""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Final, Literal, Self, overload
+
+import anyio
+import httpx
+
+from failover._errors import AuthFailed, BadRequest, ConfigError, Transient
+from failover._scrub import Scrubber
+from failover._spec import PlatformSpec
+from failover.http._classify import (
+    error_from_body,
+    parse_error_body,
+    read_error_body,
+    retry_after_of,
+    to_provider_error,
+)
+from failover.http._result import TextResult, record_on_span
+from failover.http._streaming import StreamDecoder, TextStream
+
+#: Connect quickly or move on; give a model a minute between bytes of its answer.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(60.0, connect=5.0, pool=10.0)
+#: Enough connections for a busy process; idle ones are kept for reuse.
+DEFAULT_LIMITS: Final = httpx.Limits(
+    max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
+)
+
+Message = Mapping[str, Any]
+
+
+class InvalidArgument(BadRequest, TypeError):
+    """An argument of a text-generation call is malformed. As a :class:`BadRequest` the
+    fallback chain raises it at once instead of trying every platform with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="bad_request", status_code=None)
+
+
+def check_messages(messages: object) -> Sequence[Message]:
+    """``messages`` if it is a non-empty list of ``{"role": str, "content": ...}`` mappings."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
+        raise InvalidArgument(
+            "messages must be a non-empty list of {'role': ..., 'content': ...} mappings, "
+            f"got {type(messages).__name__}"
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise InvalidArgument(
+                f"messages[{index}] must be a mapping with a 'role' string and 'content', "
+                f"got {type(message).__name__}"
+            )
+        if "content" not in message:
+            raise InvalidArgument(f"messages[{index}] has no 'content'")
+    return messages
+
+
+def check_options(max_tokens: object, temperature: object) -> None:
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise InvalidArgument(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise InvalidArgument(f"temperature must be a number >= 0, got {temperature!r}")
+
+
+class ChatAdapter:
+    """Base class of the text-generation adapters; subclasses say how to talk to one API.
+
+    An adapter is a fallback operation: ``await adapter(platform, messages)`` (or
+    ``adapter.complete``/``adapter.stream``) calls the platform's model and returns a
+    :class:`TextResult` (or a :class:`TextStream`). It keeps one ``httpx.AsyncClient`` per
+    platform, made on first use and closed by :meth:`aclose`; the API key is read from the
+    platform's ``api_key_env`` on every call and never stored.
+    """
+
+    #: Base URL per well-known platform name, used when no ``base_url`` is given.
+    default_base_urls: ClassVar[Mapping[str, str]] = {}
+    #: Path of the endpoint, relative to the base URL.
+    path: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        headers: Mapping[str, str] | None = None,
+        max_tokens: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}", key="base_url")
+        if isinstance(timeout, bool) or not isinstance(timeout, httpx.Timeout | int | float):
+            raise ConfigError(
+                f"timeout must be seconds or an httpx.Timeout, got {timeout!r}", key="timeout"
+            )
+        if not isinstance(limits, httpx.Limits):
+            raise ConfigError(f"limits must be an httpx.Limits, got {limits!r}", key="limits")
+        try:
+            check_options(max_tokens, None)
+        except InvalidArgument as exc:
+            raise ConfigError(str(exc), key="max_tokens") from None
+        self.base_url = base_url
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.limits = limits
+        self.max_tokens = max_tokens
+        self._headers = dict(headers or {})
+        self._transport = transport
+        self._environ = os.environ if environ is None else environ
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._scrubbers: dict[str, Scrubber] = {}
+        self._streams: weakref.WeakSet[TextStream] = weakref.WeakSet()
+        self._closed = False
+
+    # -- subclass hooks ----------------------------------------------------------------------
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """Headers carrying the API key."""
+        raise NotImplementedError
+
+    def request_body(
+        self,
+        platform: PlatformSpec,
+        messages: Sequence[Message],
+        *,
+        stream: bool,
+        max_tokens: int | None,
+        temperature: float | None,
+        extra: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The JSON body of one request."""
+        raise NotImplementedError
+
+    def parse_result(self, platform: PlatformSpec, data: Any) -> TextResult:
+        """A :class:`TextResult` from the JSON of a complete answer (raise on a bad shape)."""
+        raise NotImplementedError
+
+    def stream_decoder(self, scrub: Callable[[str], str]) -> StreamDecoder:
+        """A fresh decoder for one streamed answer (``scrub`` cleans error-event text)."""
+        raise NotImplementedError
+
+    # -- the operation -----------------------------------------------------------------------
+
+    @overload
+    async def __call__(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        *,
+        stream: Literal[False] = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> TextResult: ...
+
+    @overload
+    async def __call__(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        *,
+        stream: Literal[True],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> TextStream: ...
+
+    async def __call__(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        *,
+        stream: bool = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> TextResult | TextStream:
+        """``complete`` or, with ``stream=True``, ``stream``."""
+        if stream:
+            return await self.stream(
+                platform, messages, max_tokens=max_tokens, temperature=temperature, **extra
+            )
+        return await self.complete(
+            platform, messages, max_tokens=max_tokens, temperature=temperature, **extra
+        )
+
+    async def complete(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> TextResult:
+        """Ask ``platform``'s model for a whole answer.
+
+        Extra keywords are added to the request body (e.g. ``top_p=0.9``, ``stop=[...]``).
+        Raises failover's classified exceptions (``RateLimited``, ``CreditExhausted``, ...).
+        """
+        body = self._body(platform, messages, False, max_tokens, temperature, extra)
+        response = await self._send(platform, body, stream=False)
+        try:
+            result = self.parse_result(platform, response.json())
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise Transient(
+                f"{platform.name}: malformed answer (HTTP {response.status_code})",
+                status_code=response.status_code,
+            ) from None
+        record_on_span(
+            result.model, result.finish_reason, result.input_tokens, result.output_tokens
+        )
+        return result
+
+    async def stream(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> TextStream:
+        """Ask for a streamed answer; returns once the first piece of text has arrived.
+
+        Everything before that piece is part of the attempt (a failure falls back to the next
+        platform); after it, a failure raises :class:`StreamInterrupted`.
+        """
+        body = self._body(platform, messages, True, max_tokens, temperature, extra)
+        response = await self._send(platform, body, stream=True)
+        stream = TextStream(
+            platform.name,
+            platform.model,
+            response,
+            self.stream_decoder(self._scrub(platform)),
+            self._scrub(platform),
+        )
+        self._streams.add(stream)
+        await stream.start()
+        record_on_span(stream.model, stream.finish_reason, stream.input_tokens, None)
+        return stream
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _body(
+        self,
+        platform: PlatformSpec,
+        /,
+        messages: Sequence[Message],
+        stream: bool,
+        max_tokens: int | None,
+        temperature: float | None,
+        extra: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        if not isinstance(platform, PlatformSpec):
+            raise InvalidArgument(f"platform must be a PlatformSpec, got {platform!r}")
+        check_messages(messages)
+        check_options(max_tokens, temperature)
+        return self.request_body(
+            platform,
+            messages,
+            stream=stream,
+            max_tokens=max_tokens if max_tokens is not None else self.max_tokens,
+            temperature=temperature,
+            extra=extra,
+        )
+
+    def _base_url(self, name: str) -> str:
+        base_url = self.base_url or self.default_base_urls.get(name)
+        if base_url is None:
+            raise ConfigError(
+                f"{type(self).__name__} has no base URL for platform {name!r}; pass "
+                f"base_url=... (known: {', '.join(sorted(self.default_base_urls))})",
+                key=name,
+            )
+        return base_url
+
+    def client(self, platform: PlatformSpec | str) -> httpx.AsyncClient:
+        """The platform's client (made on first use; reused for every call after)."""
+        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        client = self._clients.get(name)
+        if client is not None:
+            return client
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        client = httpx.AsyncClient(
+            base_url=self._base_url(name),
+            timeout=self.timeout,
+            limits=self.limits,
+            headers=self._headers,
+            transport=self._transport,
+        )
+        self._clients[name] = client
+        return client
+
+    def _scrub(self, platform: PlatformSpec) -> Scrubber:
+        scrub = self._scrubbers.get(platform.name)
+        if scrub is None:
+            names = [platform.api_key_env] if platform.api_key_env else []
+            scrub = self._scrubbers[platform.name] = Scrubber(names, self._environ)
+        return scrub
+
+    def _key_headers(self, platform: PlatformSpec) -> dict[str, str]:
+        env = platform.api_key_env
+        if env is None:
+            return {}
+        key = self._environ.get(env)
+        if not key:
+            raise AuthFailed(f"{platform.name}: {env} is not set", status_code=None)
+        return self.auth_headers(key)
+
+    async def _send(
+        self, platform: PlatformSpec, body: dict[str, Any], *, stream: bool
+    ) -> httpx.Response:
+        client = self.client(platform)
+        request = client.build_request(
+            "POST", self.path, json=body, headers=self._key_headers(platform)
+        )
+        scrub = self._scrub(platform)
+        try:
+            response = await client.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise to_provider_error(exc, scrub=scrub) from exc
+        if response.is_success:
+            return response
+        content = await read_error_body(response)
+        raise error_from_body(
+            response.status_code,
+            parse_error_body(content),
+            retry_after_of(response.headers),
+            lambda text: scrub(f"{platform.name}: {text}"),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close open streams and every client. Safe to call twice."""
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for stream in list(self._streams):
+                await stream.aclose()
+            clients, self._clients = self._clients, {}
+            for client in clients.values():
+                await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        where = self.base_url or "default base URLs"
+        return f"<{type(self).__name__} {where}, clients for {sorted(self._clients)}>"
+
+
+def optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
