@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -19,12 +20,15 @@ from failover._chain import (
     Route,
     cost_order,
 )
+from failover._chaos import Chaos, ChaosControl, chaos_rules
 from failover._classify import Classifier, classify
 from failover._clock import Clock, MonotonicClock, to_wall
 from failover._errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._health import aggregate
+from failover._last_resort import LastResort
 from failover._pair import Pair, PlatformState
-from failover._policies import Policy, ResolvedPolicy
+from failover._pipeline import PolicyWiring
+from failover._policies import Policy, ResolvedPolicy, check_when_all_unavailable
 from failover._scrub import Scrubber, get_logger, register
 from failover._shared import REMOTE_OPEN_REASON, FleetLink, SharedState
 from failover._spec import (
@@ -72,6 +76,25 @@ def _number(
     if at_least is not None and not value >= at_least:
         raise ConfigError(f"{name} must be {kind} >= {at_least:g}, got {value!r}", key=name)
     return value
+
+
+def _last_resort_policy(
+    when_all_unavailable: str | None, max_wait: float | None, policy: Policy | None
+) -> Policy:
+    """``policy`` under the manager-wide ``when_all_unavailable``/``max_wait`` keywords."""
+    if when_all_unavailable is None and max_wait is None:
+        return policy or Policy()
+    if when_all_unavailable is not None:
+        check_when_all_unavailable(when_all_unavailable)
+    if max_wait is not None:
+        _number("max_wait", max_wait, above=0)
+    for name, value in (("when_all_unavailable", when_all_unavailable), ("max_wait", max_wait)):
+        if value is not None and policy is not None and getattr(policy, name) is not None:
+            raise ConfigError(
+                f"{name} is set both as a keyword and in policy=; set it once", key=name
+            )
+    keywords = Policy(when_all_unavailable=when_all_unavailable, max_wait=max_wait)
+    return keywords.then(policy) if policy is not None else keywords
 
 
 def _iso(clock: Clock, monotonic: float | None) -> str | None:
@@ -186,6 +209,8 @@ class PlatformManager:
         auth_cooldown_seconds: float | None = None,
         rate_limit_max_seconds: float | None = None,
         continue_on: Iterable[str] = DEFAULT_CONTINUE_ON,
+        when_all_unavailable: str | None = None,
+        max_wait: float | None = None,
         policy: Policy | None = None,
         operation_policies: Mapping[str, Policy] | None = None,
         platform_policies: Mapping[str, Policy] | None = None,
@@ -196,6 +221,7 @@ class PlatformManager:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         shared_state: Any = None,
+        chaos: Chaos | Sequence[Chaos] | None = None,
     ) -> None:
         ttl = _number("cache_ttl_seconds", cache_ttl_seconds, above=0)
         _number("failure_threshold", failure_threshold, at_least=1, integer=True)
@@ -274,12 +300,26 @@ class PlatformManager:
                         key=str(name),
                     )
         for name, value in platform_policies.items():
+            if value.hedge is not None:
+                raise ConfigError(
+                    f"platform_policies[{name!r}].hedge: hedging races platforms of one "
+                    "operation; set it in policy= or operation_policies=",
+                    key=name,
+                )
             if value.deadline is not None:
                 raise ConfigError(
                     f"platform_policies[{name!r}].deadline: a deadline bounds a whole call "
                     "across platforms; set it in policy= or operation_policies=",
                     key=name,
                 )
+            for field in ("when_all_unavailable", "max_wait"):
+                if getattr(value, field) is not None:
+                    raise ConfigError(
+                        f"platform_policies[{name!r}].{field}: it says what a call does when "
+                        "every platform is unavailable; set it per manager or in "
+                        "operation_policies=",
+                        key=name,
+                    )
 
         self.failure_threshold = failure_threshold
         self.cache_ttl_seconds = ttl
@@ -321,7 +361,7 @@ class PlatformManager:
             self.clock,
             self._telemetry,
         )
-        base_policy = policy or Policy()
+        base_policy = _last_resort_policy(when_all_unavailable, max_wait, policy)
         effective_ordering = (
             ordering if ordering is not None else (cost_order if cost_optimization else None)
         )
@@ -357,6 +397,7 @@ class PlatformManager:
                 effective_ordering,
                 ResolvedPolicy.of(operation_policy).deadline,
             )
+            self._routes[operation].last_resort = LastResort.of(operation_policy)
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
@@ -365,6 +406,18 @@ class PlatformManager:
         if shared_state is not None:
             self._fleet = FleetLink(shared_state, self._pairs, self._platforms, self.clock)
             self._chain.fleet = self._fleet
+        self._wiring = PolicyWiring(
+            self._routes,
+            {
+                operation: base_policy.then(operation_policies.get(operation, Policy())).hedge
+                for operation in self._routes
+            },
+            effective_ordering,
+            self.clock,
+            chaos_rules(chaos, os.environ if environ is None else environ),
+        )
+        #: Switch chaos injection on and off at runtime (see :class:`failover.Chaos`).
+        self.chaos: ChaosControl = self._wiring.chaos
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -478,12 +531,25 @@ class PlatformManager:
         route = self._routes.get(operation) or self._route(operation)
         return await self._chain.call(route, operation_func, args, kwargs, context)
 
+    def _start_call(
+        self,
+        operation: str,
+        operation_func: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> Awaitable[tuple[Any, PlatformSpec]]:
+        """The chain's coroutine for one call, for ``@fallback`` (one coroutine frame less)."""
+        route = self._routes.get(operation) or self._route(operation)
+        return self._chain.call(route, operation_func, args, kwargs, None)
+
     async def report_success(
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """Record a success observed outside ``with_fallback`` (the old manual flow)."""
         pair = self._pair(spec, operation)
-        self._chain.succeeded(pair, None, self._response_time(response_time))
+        response_time = self._response_time(response_time)
+        self._chain.succeeded(pair, None, response_time)
+        self._wiring.reported(pair, True, response_time)
 
     async def report_failure(
         self,
@@ -503,7 +569,9 @@ class PlatformManager:
         verdict = classify(error, pair.classifiers)
         if verdict.kind.value == "cancelled":
             return
-        self._chain.failed(pair, None, verdict, self._response_time(response_time))
+        response_time = self._response_time(response_time)
+        self._chain.failed(pair, None, verdict, response_time)
+        self._wiring.reported(pair, False, response_time, error)
 
     def record_cost(self, platform: PlatformSpec | str, operation: str, cost: float) -> None:
         """Book what one successful call really cost, in place of the platform's estimate.
@@ -517,6 +585,7 @@ class PlatformManager:
         amount = _number("cost", cost, at_least=0)
         if self.monitoring_enabled:
             pair.stats.cost += amount - pair.spec.estimated_cost
+        self._wiring.cost_recorded(pair, amount)
 
     @staticmethod
     def _response_time(value: float | None) -> float | None:

@@ -19,6 +19,19 @@ R = TypeVar("R")
 PlatformFunction = Callable[Concatenate[PlatformSpec, P], Awaitable[R]]
 
 
+_default_manager: Callable[[], PlatformManager] | None = None
+
+
+def _process_default() -> PlatformManager:
+    """``failover.default_manager()``, imported once (``failover`` imports this module)."""
+    global _default_manager
+    if _default_manager is None:
+        from failover import default_manager
+
+        _default_manager = default_manager
+    return _default_manager()
+
+
 def _is_async(func: object) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
@@ -87,21 +100,29 @@ class FallbackFunction(Generic[P, R]):
     @property
     def manager(self) -> PlatformManager:
         """The manager given to ``@fallback``, or the process default at call time."""
-        if self._manager is not None:
-            return self._manager
-        from failover import default_manager
-
-        return default_manager()
+        manager = self._manager
+        return manager if manager is not None else _process_default()
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        result, _ = await self.manager.with_fallback(
-            self.operation, self._dispatch, *args, **kwargs
+        manager = self._manager
+        if manager is None:
+            manager = _process_default()
+        # The manager's chain directly, not with_fallback: one coroutine frame less per call.
+        result, _ = await manager._start_call(
+            self.operation,
+            self._dispatch if self._implementations else self.__wrapped__,
+            args,
+            kwargs,
         )
-        return result
+        return result  # type: ignore[no-any-return]
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
-        return await self.manager.with_fallback(self.operation, self._dispatch, *args, **kwargs)
+        manager = self._manager
+        if manager is None:
+            manager = _process_default()
+        target = self._dispatch if self._implementations else self.__wrapped__
+        return await manager._start_call(self.operation, target, args, kwargs)
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Awaitable[R]:
         implementation = self._implementations.get(platform.name, self.__wrapped__)
