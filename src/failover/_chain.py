@@ -331,6 +331,11 @@ class Chain:
                 wait = retry_run.next_wait(error, verdict, attempt_on_platform, clock.now())
                 if wait is None:
                     break
+                unavailable = pair.unavailable_reason(clock)
+                if unavailable is not None:
+                    # This failure opened the pair: fall back now instead of waiting to be refused.
+                    self._skipped(pair, unavailable, attempts, call_span)
+                    break
                 self.telemetry.event(
                     call_span,
                     "failover.retry",
