@@ -1138,3 +1138,13 @@ async def test_the_chain_logs_what_the_old_manager_said(caplog: pytest.LogCaptur
     assert "Selected platform gamma" in text
     assert "Completed text_generation using beta" in text
     assert "Skipping unhealthy platform beta for image_editing: credit" in text
+
+
+async def test_a_failure_that_opens_the_pair_falls_back_without_waiting_to_retry() -> None:
+    retry = Retry(tenacity.stop_after_attempt(5), tenacity.wait_fixed(30))
+    manager, clock = make(FakeClock(autojump=True), policy=Policy(retry=retry))
+    operation = ScriptedOperation({"alpha": [Transient()]})
+    _, spec = await manager.with_fallback(TEXT, operation)
+    assert spec.name == "beta"
+    assert operation.calls == ["alpha"] * 3 + ["beta"]  # the third failure opened alpha
+    assert clock.now() == 1_060.0  # two waits, not a third one spent on an open pair
