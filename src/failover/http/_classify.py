@@ -55,6 +55,7 @@ _STATUS_OF_TYPE: Final = {
     "invalid_request_error": 400,
 }
 _GOOGLE_RETRY_DELAY: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_TAG: Final = re.compile(r"<[^>]*>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ def parse_error_body(content: bytes | str) -> ErrorBody:
     try:
         data = json.loads(text)
     except ValueError:
+        if text.lstrip().startswith("<"):  # a gateway's HTML page: keep its words
+            text = _TAG.sub(" ", text)
         return ErrorBody(message=" ".join(text.split())[:4096])
     if isinstance(data, list) and data and isinstance(data[0], Mapping):
         data = data[0]  # Gemini's OpenAI-compatible endpoint wraps its error in a list

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol, Self
 
+import anyio.lowlevel
 import httpx
 
 from failover._errors import FailoverError, ProviderError, Transient
@@ -222,6 +223,9 @@ class TextStream:
                 await self._notify(None)
             raise StopAsyncIteration
         try:
+            # Pieces often come from an already-received buffer without any checkpoint; a
+            # cancelled consumer is noticed here, and the connection closed, all the same.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             piece = await self._read_text()
         except ProviderError as error:
             await self._close()
