@@ -26,6 +26,7 @@ from failover import (
     AttemptTimeout,
     AuthFailed,
     BadRequest,
+    Classification,
     CreditExhausted,
     ErrorKind,
     PlatformManager,
@@ -1148,3 +1149,23 @@ async def test_a_failure_that_opens_the_pair_falls_back_without_waiting_to_retry
     assert spec.name == "beta"
     assert operation.calls == ["alpha"] * 3 + ["beta"]  # the third failure opened alpha
     assert clock.now() == 1_060.0  # two waits, not a third one spent on an open pair
+
+
+async def test_a_platforms_own_classifier_decides_the_consequence() -> None:
+    def model_loading_is_a_wait(exc: BaseException) -> Classification | None:
+        if "model loading" in str(exc):
+            return Classification(ErrorKind.RATE_LIMITED, retry_after=20)
+        return None
+
+    manager, clock = make(failure_threshold=1, classifiers={"alpha": [model_loading_is_a_wait]})
+    operation = ScriptedOperation(
+        {"alpha": [RuntimeError("model loading"), "warm"], "beta": [RuntimeError("model loading")]}
+    )
+    _, spec = await manager.with_fallback(TEXT, operation)
+    assert spec.name == "gamma"  # beta has no such classifier: its error was transient
+    assert detail(manager, "alpha")["state"] == "closed"  # a wait, not a breaker failure
+    assert detail(manager, "alpha")["cooldown_reason"] == "rate_limited"
+    assert detail(manager, "beta")["state"] == "open"
+    clock.advance(20)
+    result, spec = await manager.with_fallback(TEXT, operation)
+    assert (result, spec.name) == ("warm", "alpha")
