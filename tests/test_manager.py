@@ -478,6 +478,9 @@ async def test_memory_per_pair_is_bounded() -> None:
 
     stats = manager._pair("alpha", OP).stats
     assert len(stats.recent_times()) == RESERVOIR_SIZE
+    assert sorted(stats.recent_times()) == [
+        index / 1000 for index in range(10_000 - RESERVOIR_SIZE, 10_000)
+    ]
     assert stats.total_requests == 10_000
     detail = manager.get_health_status()["alpha"]["operations"][OP]
     assert detail["total_requests"] == 10_000
