@@ -144,6 +144,33 @@ class PairBreaker:
         self.probes.append(permit)
         return permit
 
+    def admit_early_probe(self) -> Permit | None:
+        """A probe permit while the breaker is still open: the chain's last resort.
+
+        Used only when every platform of an operation is unavailable. The permit counts
+        against ``half_open_max_calls`` like any probe, so concurrent last resorts cannot
+        flood a sick provider, and its outcome is a probe's: success closes the breaker,
+        failure re-opens it for a fresh (backed-off) open duration. The state stays open
+        meanwhile, so ordinary callers are still turned away. ``None`` when the breaker is not
+        open (use :meth:`admit`), isolated (open until reset), or its probe slots are taken.
+        """
+        if self.state is not BreakerState.OPEN or math.isinf(self.open_until):
+            return None
+        now = self.clock.now()
+        if now >= self.open_until:
+            return self.admit()
+        self._expire_leases(now)
+        if len(self.probes) >= self.settings.half_open_max_calls:
+            return None
+        permit = Permit(True, now + self.settings.probe_lease_seconds)
+        self.probes.append(permit)
+        return permit
+
+    def probes_in_flight(self) -> int:
+        """How many probe permits are out now (leases not yet expired)."""
+        now = self.clock.now()
+        return sum(1 for permit in self.probes if permit.lease_until > now)
+
     def current_state(self) -> BreakerState:
         """The state as admission would see it now (an elapsed open reads as half-open)."""
         if self.state is BreakerState.OPEN and self.clock.now() >= self.open_until:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from failover._clock import Clock
+    from failover._last_resort import LastResort
     from failover._shared import FleetLink
 
 logger = get_logger("failover")
@@ -90,7 +91,15 @@ class ChainSettings:
 class Route:
     """The pairs of one operation in priority order, and the ordering to apply per call."""
 
-    __slots__ = ("_by_name", "_cost_order", "deadline", "operation", "ordering", "pairs")
+    __slots__ = (
+        "_by_name",
+        "_cost_order",
+        "deadline",
+        "last_resort",
+        "operation",
+        "ordering",
+        "pairs",
+    )
 
     def __init__(
         self,
@@ -105,6 +114,8 @@ class Route:
         self.deadline = deadline
         self._by_name = {pair.spec.name: pair for pair in self.pairs}
         self._cost_order = tuple(sorted(self.pairs, key=lambda pair: pair.spec.estimated_cost))
+        #: What a call does when every platform is unavailable (``None``: raise at once).
+        self.last_resort: LastResort | None = None
 
     def order(self, context: Mapping[str, Any] | None) -> Sequence[Pair]:
         ordering = self.ordering
@@ -377,6 +388,10 @@ class Chain:
             )
         if not route.pairs:
             reason = "no platforms configured"
+        elif not tries and route.last_resort is not None:
+            return await route.last_resort.run(
+                self, route, route.order(context), func, args, kwargs, tracer, call_span, attempts
+            )
         raise AllPlatformsFailed(operation, attempts, reason=reason)
 
     async def _attempt(

@@ -15,6 +15,8 @@ The file::
     max_attempts = 5
     attempt_timeout = 30            # seconds, per attempt
     deadline = 120                  # seconds, whole call
+    when_all_unavailable = "probe_soonest"  # or "wait" (up to max_wait seconds) or "fail"
+    max_wait = 30
 
     [priorities]
     image_editing = ["stability/sd-3.5-large", "replicate/flux", "fal/fal-3d"]
@@ -26,6 +28,7 @@ The file::
     [operations.image_editing]      # per operation type (must be in a priority list)
     attempt_timeout = 45
     deadline = 90
+    when_all_unavailable = "fail"
 
     [platforms.stability]           # applies wherever the platform is listed
     api_key_env = "STABILITY_API_KEY"   # "" means: no key needed
@@ -88,7 +91,12 @@ _MANAGER_KEYS: Final[dict[str, _Rule]] = {
     "rate_limit_max_seconds": _POSITIVE,
     "continue_on": _Rule(list),
 }
-_POLICY_KEYS: Final[dict[str, _Rule]] = {"attempt_timeout": _POSITIVE, "deadline": _POSITIVE}
+_POLICY_KEYS: Final[dict[str, _Rule]] = {
+    "attempt_timeout": _POSITIVE,
+    "deadline": _POSITIVE,
+    "when_all_unavailable": _Rule(str),
+    "max_wait": _POSITIVE,
+}
 _PLATFORM_KEYS: Final[dict[str, _Rule]] = {
     "api_key_env": _Rule(str),
     "estimated_cost": _Rule(float, at_least=0),

@@ -121,6 +121,10 @@ class Attempt:
     ``skip_reason`` says why (``open``, ``credit``, ``auth``, ``rate_limited``,
     ``missing_api_key``, ...). ``error`` keeps the original exception for inspection; it is
     never part of any message failover writes.
+
+    ``last_resort`` is set on what the chain did after every platform was found unavailable
+    (see ``when_all_unavailable``): ``"probe_soonest"`` on the early probe's attempt,
+    ``"wait"`` on a ``"skipped"`` record of the wait, whose ``duration`` is the time waited.
     """
 
     platform: str
@@ -134,11 +138,15 @@ class Attempt:
     duration: float | None = None
     skip_reason: str | None = None
     error: BaseException | None = None
+    last_resort: str | None = None
 
     def describe(self) -> str:
         """One line for humans; contains no message text from the provider."""
         if self.outcome == "skipped":
-            return f"{self.platform}/{self.model}: skipped ({self.skip_reason})"
+            line = f"{self.platform}/{self.model}: skipped ({self.skip_reason})"
+            if self.last_resort == "wait" and self.duration is not None:
+                line += f", waited {self.duration:.3f}s for it as a last resort"
+            return line
         parts = [f"{self.platform}/{self.model}: {self.outcome}"]
         if self.error_type:
             detail = self.error_type
@@ -149,6 +157,8 @@ class Attempt:
             parts.append(f"({detail})")
         if self.duration is not None:
             parts.append(f"after {self.duration:.3f}s")
+        if self.last_resort == "probe_soonest":
+            parts.append("(last-resort probe)")
         return " ".join(parts)
 
 

@@ -32,13 +32,19 @@ COOLDOWN_REASON: Final = {
 
 
 class Cooldown:
-    """ "Skip until": a deadline on the manager's clock and why. ``until == 0`` means none."""
+    """ "Skip until": a deadline on the manager's clock and why. ``until == 0`` means none.
 
-    __slots__ = ("reason", "until")
+    ``probe_until`` is its single probe slot: the lease deadline of a last-resort probe sent
+    while the cool-down is in force (``0`` when none is out), so concurrent last resorts send
+    at most one request through one cool-down.
+    """
+
+    __slots__ = ("probe_until", "reason", "until")
 
     def __init__(self) -> None:
         self.until = 0.0
         self.reason: str | None = None
+        self.probe_until = 0.0
 
     def set(self, until: float, reason: str) -> None:
         # A longer cool-down already in force is kept.
@@ -49,6 +55,17 @@ class Cooldown:
     def clear(self) -> None:
         self.until = 0.0
         self.reason = None
+        self.probe_until = 0.0
+
+    def take_probe(self, now: float, lease_until: float) -> bool:
+        """Take the probe slot until ``lease_until``; ``False`` if a probe holds it."""
+        if self.probe_until > now:
+            return False
+        self.probe_until = lease_until
+        return True
+
+    def end_probe(self) -> None:
+        self.probe_until = 0.0
 
     def active(self, clock: Clock) -> bool:
         if self.until == 0.0:

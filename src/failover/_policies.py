@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Final
 
 import tenacity
 from tenacity.retry import RetryBaseT
@@ -69,6 +70,22 @@ class Retry:
 NO_RETRY = Retry(stop=tenacity.stop_after_attempt(1), wait=tenacity.wait_none())
 
 
+#: What a call does when every platform is unavailable (open or cooling down), nothing tried.
+WHEN_ALL_UNAVAILABLE: Final = ("probe_soonest", "wait", "fail")
+
+
+def check_when_all_unavailable(value: object) -> str:
+    """``value`` if it is one of :data:`WHEN_ALL_UNAVAILABLE`, else a ``ConfigError``."""
+    if not isinstance(value, str) or value not in WHEN_ALL_UNAVAILABLE:
+        raise ConfigError(
+            "when_all_unavailable must be one of "
+            + ", ".join(repr(mode) for mode in WHEN_ALL_UNAVAILABLE)
+            + f", got {value!r}",
+            key="when_all_unavailable",
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Retry, attempt timeout and call deadline; ``None`` means "inherit".
@@ -77,11 +94,18 @@ class Policy:
     (platform over operation over manager). ``deadline`` bounds a whole call across all
     platforms, so it is read from the manager and operation policies only. Use
     :data:`NO_RETRY` or ``math.inf`` to switch an inherited setting off.
+
+    ``when_all_unavailable`` (``"probe_soonest"``, ``"wait"`` or ``"fail"``) and ``max_wait``
+    (seconds, for ``"wait"``) say what a call does when every platform is open or cooling
+    down; like ``deadline`` they concern the whole call, so only manager and operation
+    policies may set them.
     """
 
     retry: Retry | None = None
     attempt_timeout: float | None = None
     deadline: float | None = None
+    when_all_unavailable: str | None = None
+    max_wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -89,7 +113,9 @@ class Policy:
                 f"Policy.retry must be a failover.Retry, got {type(self.retry).__name__}",
                 key="retry",
             )
-        for name in ("attempt_timeout", "deadline"):
+        if self.when_all_unavailable is not None:
+            check_when_all_unavailable(self.when_all_unavailable)
+        for name in ("attempt_timeout", "deadline", "max_wait"):
             value = getattr(self, name)
             if value is None:
                 continue
