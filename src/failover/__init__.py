@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 
 from failover._breaker import BreakerState
+from failover._bulkhead import NO_BULKHEAD, Bulkhead
 from failover._chain import AttemptTimeout, Ordering, cost_order, priority_order
+from failover._chaos import Chaos, ChaosControl
 from failover._classify import Classification, ErrorKind, classify, parse_retry_after
 from failover._clock import Clock, MonotonicClock
 from failover._errors import (
@@ -27,7 +29,15 @@ from failover._errors import (
     Transient,
     UnknownOperation,
 )
+from failover._hedge import NO_HEDGE, Hedge
 from failover._manager import PlatformManager
+from failover._ordering import (
+    BudgetOrder,
+    LatencyOrder,
+    Observation,
+    Ordered,
+    WeightedRoundRobin,
+)
 from failover._policies import NO_RETRY, Policy, Retry
 from failover._spec import (
     BUILTIN_OPERATION_TYPES,
@@ -43,6 +53,8 @@ __all__ = [
     "BUILTIN_OPERATION_TYPES",
     "DEFAULT_PRIORITIES",
     "KNOWN_PLATFORMS",
+    "NO_BULKHEAD",
+    "NO_HEDGE",
     "NO_RETRY",
     "AllPlatformsFailed",
     "Attempt",
@@ -50,6 +62,10 @@ __all__ = [
     "AuthFailed",
     "BadRequest",
     "BreakerState",
+    "BudgetOrder",
+    "Bulkhead",
+    "Chaos",
+    "ChaosControl",
     "Classification",
     "Clock",
     "ConfigError",
@@ -57,7 +73,11 @@ __all__ = [
     "ErrorKind",
     "FailoverError",
     "FallbackFunction",
+    "Hedge",
+    "LatencyOrder",
     "MonotonicClock",
+    "Observation",
+    "Ordered",
     "Ordering",
     "PlatformManager",
     "PlatformSpec",
@@ -67,6 +87,7 @@ __all__ = [
     "Retry",
     "Transient",
     "UnknownOperation",
+    "WeightedRoundRobin",
     "__version__",
     "classify",
     "cost_order",

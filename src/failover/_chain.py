@@ -21,6 +21,8 @@ from opentelemetry import trace as otel_trace
 from failover._breaker import Permit
 from failover._classify import Classification, ErrorKind, classify
 from failover._errors import AllPlatformsFailed, Attempt
+from failover._hedge import hedged_walk
+from failover._ordering import annotate_order, order_reason
 from failover._pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
 from failover._policies import RetryRun
 from failover._scrub import get_logger
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
     from failover._clock import Clock
     from failover._last_resort import LastResort
+    from failover._pipeline import RoutePolicies
     from failover._shared import FleetLink
 
 logger = get_logger("failover")
@@ -99,6 +102,7 @@ class Route:
         "operation",
         "ordering",
         "pairs",
+        "policies",
     )
 
     def __init__(
@@ -114,6 +118,9 @@ class Route:
         self.deadline = deadline
         self._by_name = {pair.spec.name: pair for pair in self.pairs}
         self._cost_order = tuple(sorted(self.pairs, key=lambda pair: pair.spec.estimated_cost))
+        #: Hedge, bulkheads, chaos, ordering strategy (``failover._pipeline``); ``None`` when
+        #: none is configured, so the plain walk pays nothing for them.
+        self.policies: RoutePolicies | None = None
         #: What a call does when every platform is unavailable (``None``: raise at once).
         self.last_resort: LastResort | None = None
 
@@ -235,7 +242,20 @@ class Chain:
         platforms_tried = 0
         passed_over = 0  # platforms skipped as unhealthy or cooling: they count as fallbacks
         reason: str | None = None
-        for pair in route.order(context):
+        policies = route.policies
+        if policies is None:
+            order = route.order(context)
+            if call_span is not None:
+                annotate_order(call_span, order, order_reason(route.ordering, context))
+        else:
+            order = policies.plan(route, context, self._skipped, attempts, call_span)
+            if policies.hedge is not None:
+                return await hedged_walk(
+                    self, policies.hedge, policies.lanes, order, route,
+                    func, args, kwargs, context, tracer, call_span, attempts,
+                )  # fmt: skip
+            func = policies.wrap(operation, func)
+        for pair in order:
             if tries >= settings.max_attempts:
                 reason = f"max_attempts={settings.max_attempts} reached"
                 break
@@ -265,6 +285,16 @@ class Chain:
             retry_run: RetryRun | None = None
             attempt_on_platform = 0
             while True:
+                slot = None if policies is None else await policies.slot(pair, clock)
+                if type(slot) is str:  # bulkhead full: give the permit back, uncounted
+                    pair.breaker.release(permit)
+                    if self.fleet is not None:
+                        self.fleet.probe_ended(permit)
+                    self._skipped(pair, slot, attempts, call_span)
+                    if not attempt_on_platform:
+                        platforms_tried -= 1
+                        passed_over += 1
+                    break
                 tries += 1
                 attempt_on_platform += 1
                 started = clock.now()
@@ -299,6 +329,8 @@ class Chain:
                 else:
                     duration = clock.now() - started
                     self.succeeded(pair, permit, duration)
+                    if policies is not None:
+                        policies.observe(pair, True, duration, result)
                     if call_span is not None:
                         call_span.set_attributes(
                             {
@@ -308,9 +340,14 @@ class Chain:
                             }
                         )
                     return result, pair.spec
+                finally:
+                    if slot is not None:
+                        slot.release()  # type: ignore[union-attr]
 
                 verdict = classify(error, pair.classifiers)
                 self.failed(pair, permit, verdict, duration)
+                if policies is not None:
+                    policies.observe(pair, False, duration, None, error)
                 attempts.append(
                     Attempt(
                         pair.spec.name,
@@ -390,7 +427,7 @@ class Chain:
             reason = "no platforms configured"
         elif not tries and route.last_resort is not None:
             return await route.last_resort.run(
-                self, route, route.order(context), func, args, kwargs, tracer, call_span, attempts
+                self, route, order, func, args, kwargs, tracer, call_span, attempts
             )
         raise AllPlatformsFailed(operation, attempts, reason=reason)
 

@@ -1,13 +1,25 @@
 """Resilience policies as immutable values, and how they compose.
 
-The order in which they wrap one call is fixed and documented (``docs/concepts.md``)::
+The order in which they wrap one call is fixed and documented (``docs/policies.md``)::
 
-    deadline (whole call)                    Policy.deadline
-      └─ chain: platform after platform      PlatformManager(max_attempts=...)
-           └─ retry on the same platform     Policy.retry (tenacity stop/wait/retry objects)
-                └─ breaker admission         one permit per attempt
-                     └─ attempt timeout      Policy.attempt_timeout
-                          └─ your operation
+    deadline (whole call)                        Policy.deadline
+      └─ ordering: which platforms, in what order  PlatformManager(ordering=...)  [over_budget]
+           └─ chain: platform after platform       PlatformManager(max_attempts=...)
+                └─ hedging: next platform in parallel after a delay   Policy.hedge
+                     └─ retry on the same platform  Policy.retry (tenacity stop/wait/retry)
+                          └─ breaker admission       one permit per attempt  [open, credit, ...]
+                               └─ bulkhead slot      Policy.bulkhead  [bulkhead_full]
+                                    └─ attempt timeout   Policy.attempt_timeout
+                                         └─ chaos        PlatformManager(chaos=...), FAILOVER_CHAOS
+                                              └─ your operation
+
+Why this order: the deadline bounds everything, hedges and waits included. The order is
+decided once per call. A hedge is a whole platform run started early, so it sits on the
+chain, above retries. Each retry is admitted again (the breaker may have opened meanwhile).
+Admission comes before the bulkhead because it is free and never waits: no call queues for
+a slot on a platform it would skip anyway, and a slot is held only while an attempt runs.
+The attempt timeout is inside the bulkhead so queueing does not eat an attempt's time.
+Chaos is innermost so injected faults and latency meet every real policy.
 
 tenacity's strategy objects are accepted as they are (``stop_after_attempt(3) |
 stop_after_delay(10)``, ``wait_random_exponential(...)``, ``retry_if_exception_type(...)``);
@@ -26,8 +38,10 @@ from tenacity.retry import RetryBaseT
 from tenacity.stop import StopBaseT
 from tenacity.wait import WaitBaseT
 
+from failover._bulkhead import NO_BULKHEAD, Bulkhead
 from failover._classify import Classification, ErrorKind
 from failover._errors import ConfigError
+from failover._hedge import Hedge
 
 _testing_attempts: int | None = None
 
@@ -99,6 +113,10 @@ class Policy:
     (seconds, for ``"wait"``) say what a call does when every platform is open or cooling
     down; like ``deadline`` they concern the whole call, so only manager and operation
     policies may set them.
+
+    ``hedge`` (a :class:`~failover.Hedge`, per operation like ``deadline``) races slow
+    platforms; ``bulkhead`` (a :class:`~failover.Bulkhead`, any level) caps concurrent
+    attempts per platform. Both are off unless set.
     """
 
     retry: Retry | None = None
@@ -106,6 +124,8 @@ class Policy:
     deadline: float | None = None
     when_all_unavailable: str | None = None
     max_wait: float | None = None
+    hedge: Hedge | None = None
+    bulkhead: Bulkhead | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -113,6 +133,11 @@ class Policy:
                 f"Policy.retry must be a failover.Retry, got {type(self.retry).__name__}",
                 key="retry",
             )
+        for name, kind in (("hedge", Hedge), ("bulkhead", Bulkhead)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                wanted, got = kind.__name__, type(value).__name__
+                raise ConfigError(f"Policy.{name} must be a failover.{wanted}, got {got}", key=name)
         if self.when_all_unavailable is not None:
             check_when_all_unavailable(self.when_all_unavailable)
         for name in ("attempt_timeout", "deadline", "max_wait"):
@@ -144,6 +169,7 @@ class ResolvedPolicy:
     retry: Retry | None
     attempt_timeout: float | None
     deadline: float | None
+    bulkhead: Bulkhead | None = None
 
     @classmethod
     def of(cls, policy: Policy) -> ResolvedPolicy:
@@ -156,6 +182,7 @@ class ResolvedPolicy:
             retry=retry,
             attempt_timeout=None if timeout is None or math.isinf(timeout) else timeout,
             deadline=None if deadline is None or math.isinf(deadline) else deadline,
+            bulkhead=None if policy.bulkhead is NO_BULKHEAD else policy.bulkhead,
         )
 
 

@@ -1,0 +1,136 @@
+"""Bulkheads: a cap on concurrent attempts per platform (or per pair), with an optional wait.
+
+A call that cannot get a slot within ``max_wait`` is not a failure of the platform: the chain
+skips it with reason ``bulkhead_full`` and moves on to the next one, and the breaker counts
+nothing. The slot is held only while an attempt runs (not during retry waits), so a slow
+platform cannot hold capacity it is not using.
+
+:class:`Limiter` is the state behind a :class:`Bulkhead` value: a counter and a FIFO of
+waiters, no lock (one event loop thread owns it). A freed slot is handed straight to the
+oldest waiter, so a newcomer cannot barge ahead of a queued call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+import anyio
+
+from failover._errors import ConfigError
+
+if TYPE_CHECKING:
+    from failover._clock import Clock
+
+#: The skip reason of a platform whose bulkhead had no free slot in time.
+SKIP_BULKHEAD_FULL: Final = "bulkhead_full"
+
+
+@dataclass(frozen=True, slots=True)
+class Bulkhead:
+    """At most ``max_concurrent`` attempts at once; wait up to ``max_wait`` seconds for a slot.
+
+    ``per="platform"`` (default) shares one limit across every operation of a platform;
+    ``per="pair"`` gives each (platform, operation) its own. Set it in a
+    :class:`~failover.Policy` at any level; at manager level every platform gets its own
+    limit of that size. ``max_wait=0`` never waits: a full platform is skipped at once.
+    """
+
+    max_concurrent: int
+    max_wait: float = 0.0
+    per: Literal["platform", "pair"] = "platform"
+
+    def __post_init__(self) -> None:
+        limit = self.max_concurrent
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(
+                f"Bulkhead.max_concurrent must be an integer >= 1, got {limit!r}",
+                key="max_concurrent",
+            )
+        wait = self.max_wait
+        if (
+            isinstance(wait, bool)
+            or not isinstance(wait, int | float)
+            or math.isnan(wait)
+            or wait < 0
+        ):
+            raise ConfigError(
+                f"Bulkhead.max_wait must be seconds >= 0 (math.inf: wait as long as it "
+                f"takes), got {wait!r}",
+                key="max_wait",
+            )
+        object.__setattr__(self, "max_wait", float(wait))
+        if self.per not in ("platform", "pair"):
+            raise ConfigError(
+                f"Bulkhead.per must be 'platform' or 'pair', got {self.per!r}", key="per"
+            )
+
+
+#: No bulkhead (to override an inherited :class:`Bulkhead`).
+NO_BULKHEAD = Bulkhead(max_concurrent=2**31 - 1)
+
+
+class Limiter:
+    """The slots of one bulkhead. ``acquire`` then exactly one ``release`` per attempt."""
+
+    __slots__ = ("_waiters", "bulkhead", "in_use", "limit", "max_wait", "name", "peak")
+
+    def __init__(self, bulkhead: Bulkhead, name: str) -> None:
+        self.bulkhead = bulkhead
+        self.name = name
+        self.limit = bulkhead.max_concurrent
+        self.max_wait = bulkhead.max_wait
+        self.in_use = 0
+        self.peak = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is queued for it."""
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            if self.in_use > self.peak:
+                self.peak = self.in_use
+            return True
+        return False
+
+    async def acquire(self, clock: Clock) -> bool:
+        """Take a slot, waiting up to ``max_wait`` on ``clock``; ``False`` if none came."""
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            if self.in_use > self.peak:
+                self.peak = self.in_use
+            return True
+        if self.max_wait <= 0:
+            return False
+        handed = anyio.Event()
+        self._waiters.append(handed)
+        try:
+            if math.isinf(self.max_wait):
+                await handed.wait()
+            else:
+                with clock.cancel_scope(self.max_wait):
+                    await handed.wait()
+        except BaseException:
+            # Cancelled by the caller: give back a slot handed over meanwhile, or leave the queue.
+            if handed.is_set():
+                self.release()
+            else:
+                self._waiters.remove(handed)
+            raise
+        if handed.is_set():
+            return True  # the releaser passed its slot on: in_use already counts it
+        self._waiters.remove(handed)
+        return False
+
+    def release(self) -> None:
+        """Give a slot back, straight to the oldest waiter if there is one."""
+        if self._waiters:
+            self._waiters.popleft().set()
+            return
+        self.in_use -= 1

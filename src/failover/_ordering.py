@@ -1,0 +1,414 @@
+"""Ordering strategies beyond fixed priority and cost: latency, weighted round robin, budget.
+
+An ordering is any callable ``(operation, platforms, context) -> platforms``. The strategies
+here return :class:`Ordered`, a tuple that also says *why* (``failover.order.reason`` on the
+call span) and which platforms to skip (``over_budget``). Strategies that learn from traffic
+have an ``observe(observation)`` method: the chain calls it after every attempt (and for
+outcomes reported by hand), and only for strategies that have it. A strategy that needs the
+manager's clock has ``bind(clock)``, called once when the manager is built.
+
+Each strategy keeps its state per operation and is cheap per call: the latency order is
+recomputed only after a new observation, not on every call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from failover._errors import ConfigError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from failover._clock import Clock
+    from failover._pair import Pair
+    from failover._spec import PlatformSpec
+
+#: The skip reason of a platform whose spending cap for the current period is used up.
+SKIP_OVER_BUDGET: Final = "over_budget"
+
+Strategy = Callable[[str, Sequence["PlatformSpec"], Mapping[str, Any]], Sequence["PlatformSpec"]]
+
+
+class Ordered(tuple["PlatformSpec", ...]):
+    """Platforms in the order to try, with the ``reason`` and the platforms to ``skipped``."""
+
+    reason: str
+    skipped: Mapping[str, str]
+
+    def __new__(
+        cls,
+        platforms: Iterable[PlatformSpec],
+        reason: str = "",
+        skipped: Mapping[str, str] | None = None,
+    ) -> Ordered:
+        ordered = super().__new__(cls, platforms)
+        ordered.reason = reason
+        ordered.skipped = skipped or {}
+        return ordered
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One attempt's outcome as an ordering strategy sees it.
+
+    ``duration`` is ``None`` for an outcome reported by hand without a response time;
+    ``result`` is the operation's return value on success (for cost extraction), never logged.
+    """
+
+    platform: PlatformSpec
+    operation: str
+    ok: bool
+    duration: float | None
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _check_fraction(name: str, value: object, *, upper_open: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+        or value > 1
+        or (upper_open and value >= 1)
+    ):
+        bound = "[0, 1)" if upper_open else "[0, 1]"
+        raise ConfigError(f"{name} must be a number in {bound}, got {value!r}", key=name)
+    return float(value)
+
+
+def _check_positive(name: str, value: object, *, zero_ok: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero_ok)
+    ):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", key=name)
+    return float(value)
+
+
+# -- latency -----------------------------------------------------------------------------------
+
+
+class LatencyOrder:
+    """Fastest first by an EWMA of response times, with a tolerance band against flapping.
+
+    A platform moves ahead of the one before it only when its average is lower by more than
+    ``tolerance`` (a fraction: 0.2 = 20 %) plus ``tolerance_seconds``; inside the band the
+    current order stays, so two platforms of similar speed do not swap on every sample.
+    ``alpha`` weighs the newest sample. A platform is placed by its estimate once it has
+    ``min_samples`` samples (before that by its ``estimated_time`` if set); an unmeasured
+    platform keeps its place. Failures do not feed the average, except attempt timeouts,
+    which count as their duration (a timeout is slowness).
+    """
+
+    def __init__(
+        self,
+        *,
+        tolerance: float = 0.2,
+        tolerance_seconds: float = 0.0,
+        alpha: float = 0.3,
+        min_samples: int = 3,
+    ) -> None:
+        self.tolerance = _check_fraction("tolerance", tolerance, upper_open=True)
+        self.tolerance_seconds = _check_positive(
+            "tolerance_seconds", tolerance_seconds, zero_ok=True
+        )
+        self.alpha = _check_fraction("alpha", alpha)
+        if self.alpha == 0:
+            raise ConfigError("alpha must be > 0, got 0", key="alpha")
+        if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
+            raise ConfigError(
+                f"min_samples must be an integer >= 1, got {min_samples!r}", key="min_samples"
+            )
+        self.min_samples = min_samples
+        # (platform, operation) -> [ewma, samples]
+        self._ewma: dict[tuple[str, str], list[float]] = {}
+        self._version: dict[str, int] = {}
+        # operation -> (version, input names, Ordered)
+        self._cache: dict[str, tuple[int, tuple[str, ...], Ordered]] = {}
+
+    def estimate(self, platform: str, operation: str) -> float | None:
+        """The current EWMA of ``platform`` for ``operation`` in seconds (``None``: unmeasured)."""
+        entry = self._ewma.get((platform, operation))
+        return None if entry is None else entry[0]
+
+    def observe(self, observation: Observation) -> None:
+        seconds = observation.duration
+        if seconds is None:
+            return
+        if not observation.ok and not isinstance(observation.error, TimeoutError):
+            return
+        key = (observation.platform.name, observation.operation)
+        entry = self._ewma.get(key)
+        if entry is None:
+            self._ewma[key] = [seconds, 1.0]
+        else:
+            entry[0] += self.alpha * (seconds - entry[0])
+            entry[1] += 1
+        operation = observation.operation
+        self._version[operation] = self._version.get(operation, 0) + 1
+
+    def __call__(
+        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Ordered:
+        version = self._version.get(operation, 0)
+        cached = self._cache.get(operation)
+        if cached is not None and cached[0] == version:
+            names = cached[1]
+            if len(names) == len(platforms) and all(
+                spec.name == name for spec, name in zip(platforms, names, strict=True)
+            ):
+                return cached[2]
+        ordered = self._order(operation, platforms, None if cached is None else cached[2])
+        self._cache[operation] = (version, tuple(spec.name for spec in platforms), ordered)
+        return ordered
+
+    def _latency(self, spec: PlatformSpec, operation: str) -> float | None:
+        entry = self._ewma.get((spec.name, operation))
+        if entry is not None and entry[1] >= self.min_samples:
+            return entry[0]
+        return spec.estimated_time if spec.estimated_time > 0 else None
+
+    def _order(
+        self, operation: str, platforms: Sequence[PlatformSpec], previous: Ordered | None
+    ) -> Ordered:
+        given = {spec.name: spec for spec in platforms}
+        # Start from the order chosen last time (hysteresis), new platforms in given order.
+        start = [spec.name for spec in previous or () if spec.name in given]
+        start += [name for name in given if name not in start]
+        order = [given[name] for name in start]
+        latency = {spec.name: self._latency(spec, operation) for spec in order}
+        keep = 1.0 - self.tolerance
+        band = self.tolerance_seconds
+        for index in range(1, len(order)):
+            position = index
+            while position > 0:
+                mine = latency[order[position].name]
+                theirs = latency[order[position - 1].name]
+                if mine is None or theirs is None or not mine < theirs * keep - band:
+                    break
+                order[position - 1], order[position] = order[position], order[position - 1]
+                position -= 1
+        described = ", ".join(
+            f"{spec.name} {value:.3f}s" if (value := latency[spec.name]) is not None else spec.name
+            for spec in order
+        )
+        return Ordered(order, f"latency ewma: {described} (band {self.tolerance:.0%})")
+
+
+# -- weighted round robin ------------------------------------------------------------------------
+
+
+class WeightedRoundRobin:
+    """Spread calls across platforms that are equals, in proportion to their weights.
+
+    With ``weights={"groq": 3, "together": 1}`` the named platforms are the equals: they keep
+    the places they hold in the priority list, but which of them comes first rotates (smooth
+    weighted round robin: 3 of every 4 calls start on groq, interleaved, not in bursts); the
+    others follow in the same rotation. Without ``weights``, platforms of equal
+    ``PlatformSpec.priority`` are equals, each with weight 1. Others keep their place.
+    """
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        if weights is not None:
+            if not isinstance(weights, Mapping) or not weights:
+                raise ConfigError(
+                    f"weights must be a non-empty mapping of platform name -> weight, "
+                    f"got {weights!r}",
+                    key="weights",
+                )
+            weights = {
+                str(name): _check_positive(f"weights[{name!r}]", value)
+                for name, value in weights.items()
+            }
+        self.weights = weights
+        # (operation, group) -> current weight per member
+        self._current: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
+
+    def _groups(self, platforms: Sequence[PlatformSpec]) -> list[list[int]]:
+        if self.weights is not None:
+            members = [i for i, spec in enumerate(platforms) if spec.name in self.weights]
+            return [members] if len(members) > 1 else []
+        by_priority: dict[int, list[int]] = {}
+        for index, spec in enumerate(platforms):
+            by_priority.setdefault(spec.priority, []).append(index)
+        return [group for group in by_priority.values() if len(group) > 1]
+
+    def __call__(
+        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Ordered:
+        order = list(platforms)
+        picks: list[str] = []
+        for group in self._groups(platforms):
+            names = tuple(platforms[i].name for i in group)
+            weights = self.weights
+            weight = {name: weights[name] if weights else 1.0 for name in names}
+            current = self._current.setdefault((operation, names), dict.fromkeys(names, 0.0))
+            total = 0.0
+            for name in names:
+                current[name] += weight[name]
+                total += weight[name]
+            chosen = max(names, key=lambda name: current[name])
+            current[chosen] -= total
+            rotated = [
+                chosen,
+                *sorted((n for n in names if n != chosen), key=lambda n: -current[n]),
+            ]
+            by_name = {platforms[i].name: platforms[i] for i in group}
+            for slot, name in zip(group, rotated, strict=True):
+                order[slot] = by_name[name]
+            picks.append(chosen)
+        reason = "weighted round robin: " + (", ".join(picks) if picks else "no equals")
+        return Ordered(order, reason)
+
+
+# -- budget ------------------------------------------------------------------------------------
+
+
+class BudgetOrder:
+    """Skip a platform (reason ``over_budget``) once its spend cap for the period is used up.
+
+    ``caps`` maps platform names to the most to spend per ``period`` seconds (windows aligned
+    on wall-clock time, so ``period=86400`` resets at midnight UTC). Spend is the platform's
+    ``estimated_cost`` per successful attempt, or what ``cost(platform, result)`` returns
+    (``None``: use the estimate), plus whatever :meth:`charge` reports. A platform is skipped
+    when the next call's estimate would take it over its cap. Platforms without a cap are
+    never skipped. ``then`` orders the platforms that remain (default: as given).
+    """
+
+    def __init__(
+        self,
+        caps: Mapping[str, float],
+        period: float = 86_400.0,
+        *,
+        then: Strategy | None = None,
+        cost: Callable[[PlatformSpec, Any], float | None] | None = None,
+    ) -> None:
+        if not isinstance(caps, Mapping) or not caps:
+            raise ConfigError(
+                f"caps must be a non-empty mapping of platform name -> spend per period, "
+                f"got {caps!r}",
+                key="caps",
+            )
+        self.caps = {
+            str(name): _check_positive(f"caps[{name!r}]", value, zero_ok=True)
+            for name, value in caps.items()
+        }
+        self.period = _check_positive("period", period)
+        if then is not None and not callable(then):
+            raise ConfigError(f"then must be an ordering callable, got {then!r}", key="then")
+        if cost is not None and not callable(cost):
+            raise ConfigError(f"cost must be callable, got {cost!r}", key="cost")
+        self.then = then
+        self.cost = cost
+        self._clock: Clock | None = None
+        self._window = -1
+        self._spent: dict[str, float] = {}
+
+    def bind(self, clock: Clock) -> None:
+        """Use the manager's clock for periods (called by :class:`PlatformManager`)."""
+        self._clock = clock
+        bind = getattr(self.then, "bind", None)
+        if bind is not None:
+            bind(clock)
+
+    def _roll(self) -> None:
+        wall = self._clock.wall() if self._clock is not None else time.time()
+        window = int(wall // self.period)
+        if window != self._window:
+            self._window = window
+            self._spent.clear()
+
+    def spent(self, platform: str) -> float:
+        """What ``platform`` has spent in the current period."""
+        self._roll()
+        return self._spent.get(platform, 0.0)
+
+    def charge(self, platform: str, amount: float) -> None:
+        """Add ``amount`` to ``platform``'s spend in the current period (a reported cost)."""
+        amount = _check_positive("amount", amount, zero_ok=True)
+        self._roll()
+        self._spent[platform] = self._spent.get(platform, 0.0) + amount
+
+    def record_cost(self, platform: PlatformSpec, operation: str, cost: float) -> None:
+        """Book a success's real ``cost`` in place of its estimate (``manager.record_cost``)."""
+        forward = getattr(self.then, "record_cost", None)
+        if forward is not None:
+            forward(platform, operation, cost)
+        if platform.name not in self.caps:
+            return
+        self._roll()
+        spent = self._spent.get(platform.name, 0.0) + cost - platform.estimated_cost
+        self._spent[platform.name] = max(spent, 0.0)
+
+    def observe(self, observation: Observation) -> None:
+        forward = getattr(self.then, "observe", None)
+        if forward is not None:
+            forward(observation)
+        if not observation.ok or observation.platform.name not in self.caps:
+            return
+        amount: float | None = None
+        if self.cost is not None and observation.duration is not None:
+            amount = self.cost(observation.platform, observation.result)
+        if amount is None:
+            amount = observation.platform.estimated_cost
+        self.charge(observation.platform.name, amount)
+
+    def __call__(
+        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Ordered:
+        self._roll()
+        base = platforms if self.then is None else self.then(operation, platforms, context)
+        caps = self.caps
+        spent = self._spent
+        kept: list[PlatformSpec] = []
+        skipped: dict[str, str] = {}
+        for spec in base:
+            cap = caps.get(spec.name)
+            used = spent.get(spec.name, 0.0)
+            if cap is not None and (used >= cap or used + spec.estimated_cost > cap):
+                skipped[spec.name] = SKIP_OVER_BUDGET
+            else:
+                kept.append(spec)
+        inner = getattr(base, "reason", "") or ("priority" if self.then is None else "custom")
+        reason = f"budget ({len(skipped)} over budget) then {inner}"
+        return Ordered(kept, reason, skipped)
+
+
+def ordering_name(ordering: object) -> str:
+    """A short name for an ordering callable, for ``failover.order.reason``."""
+    name = getattr(ordering, "__name__", None) or type(ordering).__name__
+    return str(name)
+
+
+def order_reason(ordering: object, context: Mapping[str, Any] | None) -> str:
+    """Why a route's ordering chose its order, when it does not say so itself."""
+    if ordering is None:
+        return "priority"
+    name = ordering_name(ordering)
+    if getattr(ordering, "__module__", None) == "failover._chain":
+        if name == "priority_order":
+            return "priority"
+        if name == "cost_order":
+            quality = bool(context and context.get("quality_boost"))
+            return "priority (quality_boost)" if quality else "cost"
+    return name
+
+
+def annotate_order(span: Span, order: Sequence[Pair], reason: str) -> None:
+    """Put the chosen order and its reason on the call span."""
+    span.set_attributes(
+        {
+            "failover.order": [pair.spec.name for pair in order],
+            "failover.order.reason": reason,
+        }
+    )
