@@ -293,8 +293,9 @@ class BodyReader:
     Closing a half-read httpx response leaves httpx's and httpcore's nested async generators
     suspended; trio then warns as each is garbage collected (encode/httpx#3686). So
     :meth:`aclose` closes the response *first* (which closes the connection: it cannot be
-    reused mid-body) and then steps the iterator once: the read fails on the closed socket,
-    the error runs through every generator and all of them finish.
+    reused mid-body) and then steps the iterator through what was already received until
+    the read fails on the closed socket: the error runs through every generator and all of
+    them finish.
     """
 
     __slots__ = ("_finished", "_iterator", "response")
@@ -322,9 +323,10 @@ class BodyReader:
             if self._finished:
                 return
             self._finished = True
-            with anyio.move_on_after(_FINISH_SECONDS):
-                # The expected outcome is a ReadError on the closed connection.
-                with contextlib.suppress(Exception):
+            # Bytes already received are still handed out (they are bounded: the socket is
+            # closed); then comes the end of the body or a ReadError on the closed socket.
+            with anyio.move_on_after(_FINISH_SECONDS), contextlib.suppress(Exception):
+                while True:
                     await self._iterator.__anext__()
 
 
