@@ -173,10 +173,13 @@ def test_demo_plain_output_when_not_a_terminal() -> None:
         "ms",
         "cost",
         "$",
+        "last",
+        "error",
     ]
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["stability"]]
     assert rows
     assert rows[0][1] == "image_editing"
+    assert rows[0][-1] == "credit_exhausted"
     assert "40 requests in" in out
     assert "\x1b[" not in out  # no colour codes in a pipe
 

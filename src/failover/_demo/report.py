@@ -27,7 +27,9 @@ COLUMNS: Final = (
     "avg ms",
     "p95 ms",
     "cost $",
+    "last error",
 )
+_NUMERIC: Final = frozenset(range(3, 8))
 _STATE_WORDS: Final = {
     "credit": "cooling: out of credits",
     "auth": "cooling: key refused",
@@ -52,6 +54,7 @@ def health_rows(result: DemoResult) -> Iterator[tuple[str, ...]]:
                 _millis(pair["avg_response_time"]),
                 _millis(pair["p95_response_time"]),
                 f"{pair['cost']:.4f}",
+                pair["last_error_kind"] or "-",
             )
 
 
@@ -136,11 +139,10 @@ class PlainReporter:
     def finished(self, result: DemoResult) -> None:
         rows = [COLUMNS, *health_rows(result)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-        numeric = {i for i, name in enumerate(COLUMNS) if i >= 3 and name}
         self._line("")
         for index, row in enumerate(rows):
             cells = [
-                cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+                cell.rjust(widths[i]) if i in _NUMERIC else cell.ljust(widths[i])
                 for i, cell in enumerate(row)
             ]
             self._line("  ".join(cells).rstrip())
@@ -223,7 +225,7 @@ class RichReporter:
 
         table = Table(title="Health per platform and operation", title_justify="left")
         for index, name in enumerate(COLUMNS):
-            table.add_column(name, justify="right" if index >= 3 else "left")
+            table.add_column(name, justify="right" if index in _NUMERIC else "left")
         for row in health_rows(result):
             state = row[2]
             style = "green" if state == "closed" else "red" if state == "open" else "yellow"
