@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 
 from failover._errors import ConfigError
@@ -81,15 +82,14 @@ def key_prefix(namespace: str) -> str:
 
 
 def display_url(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` without its password, for logs and errors (works on malformed URLs too)."""
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not separator or "@" not in netloc:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + host).geturl()
+    userinfo, _, host = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def _check_url(url: object) -> str:
@@ -389,9 +389,24 @@ class RedisSharedState:
             exc,
         )
 
+    async def _check_reachable(self) -> None:
+        """Raise ``OSError``/``TimeoutError`` unless the server accepts a connection.
+
+        Checked before building a client, so a server that is down costs one refused connect
+        and leaves nothing half-open behind.
+        """
+        parts = urlsplit(self.url)
+        with anyio.fail_after(self.connect_timeout):
+            if parts.scheme == "unix":
+                stream: anyio.abc.ByteStream = await anyio.connect_unix(parts.path)
+            else:
+                stream = await anyio.connect_tcp(parts.hostname or "localhost", parts.port or 6379)
+        await stream.aclose()
+
     @asynccontextmanager
     async def _session(self, link: FleetLink) -> AsyncIterator[int]:
         """One connection: subscribe, load the fleet's state, push ours; yields entries synced."""
+        await self._check_reachable()
         client = self._new_client()
         async with client:
             pubsub = client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
