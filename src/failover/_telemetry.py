@@ -79,25 +79,28 @@ def gen_ai_operation(operation: str) -> tuple[str, str | None]:
     return ("generate_content", None)
 
 
-#: Set when the application asks the API to load a provider from an entry point. The API reads
-#: it on first use, so reading it once here is as current as the API itself.
-_ENV_TRACER_PROVIDER: Final = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-_ENV_METER_PROVIDER: Final = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+# The per-call check reads the API's module globals, which stay ``None`` until an application
+# installs a provider: a few dozen nanoseconds, where ``get_tracer_provider()`` (which also
+# looks at ``os.environ``) costs several times more. It is only trusted when the global exists
+# and no provider is to be loaded from an entry point (``OTEL_PYTHON_*_PROVIDER``, read by the
+# API on first use, so reading it once here is as current as the API itself); otherwise every
+# call takes the full path.
+_PEEK_TRACER_PROVIDER: Final = (
+    hasattr(otel_trace, "_TRACER_PROVIDER") and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+)
+_PEEK_METER_PROVIDER: Final = (
+    hasattr(_metrics_internal, "_METER_PROVIDER") and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
+)
 
 
 def _global_tracer_provider_set() -> bool:
-    """Whether an application may have installed a tracer provider (the cheap, per-call check).
-
-    Reading the API's module global costs a few dozen nanoseconds; ``get_tracer_provider()``
-    also looks at ``os.environ`` every time. The global stays ``None`` until a provider is
-    set. Should a future API rename it, the default (not ``None``) falls back to the full check.
-    """
-    return getattr(otel_trace, "_TRACER_PROVIDER", True) is not None or _ENV_TRACER_PROVIDER
+    """Whether an application may have installed a global tracer provider."""
+    return not _PEEK_TRACER_PROVIDER or otel_trace._TRACER_PROVIDER is not None
 
 
 def _global_meter_provider_set() -> bool:
-    """Like :func:`_global_tracer_provider_set`, for the meter provider."""
-    return getattr(_metrics_internal, "_METER_PROVIDER", True) is not None or _ENV_METER_PROVIDER
+    """Whether an application may have installed a global meter provider."""
+    return not _PEEK_METER_PROVIDER or _metrics_internal._METER_PROVIDER is not None
 
 
 def _sdk_tracer_provider() -> TracerProvider | None:
@@ -184,8 +187,12 @@ class Telemetry:
         tracer = self._tracer
         if tracer is not None or self._tracing_off:
             return tracer
-        if self._explicit_tracer_provider is None and not _global_tracer_provider_set():
-            return None
+        if (
+            _PEEK_TRACER_PROVIDER
+            and otel_trace._TRACER_PROVIDER is None
+            and self._explicit_tracer_provider is None
+        ):
+            return None  # nobody listens (yet): the no-SDK path ends here
         return self._resolve_tracer()
 
     def instruments(self) -> Instruments | None:
@@ -193,7 +200,11 @@ class Telemetry:
         instruments = self._instruments
         if instruments is not None or self._metrics_off:
             return instruments
-        if self._explicit_meter_provider is None and not _global_meter_provider_set():
+        if (
+            _PEEK_METER_PROVIDER
+            and _metrics_internal._METER_PROVIDER is None
+            and self._explicit_meter_provider is None
+        ):
             return None
         return self._resolve_instruments()
 
