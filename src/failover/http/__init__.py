@@ -25,12 +25,18 @@ from failover.http._classify import (
     classify_body,
     classify_http,
     classify_response,
+    error_from_body,
     parse_error_body,
     raise_for_provider_status,
     to_provider_error,
 )
 from failover.http._result import TextResult, TokenPrice
-from failover.http._streaming import StreamInterrupted, TextStream
+from failover.http._streaming import (
+    ServerSentEvent,
+    StreamDecoder,
+    StreamInterrupted,
+    TextStream,
+)
 from failover.http._text import TextGeneration
 
 __all__ = [
@@ -43,6 +49,8 @@ __all__ = [
     "ErrorBody",
     "InvalidArgument",
     "OpenAICompatibleChat",
+    "ServerSentEvent",
+    "StreamDecoder",
     "StreamInterrupted",
     "TextGeneration",
     "TextResult",
@@ -51,6 +59,7 @@ __all__ = [
     "classify_body",
     "classify_http",
     "classify_response",
+    "error_from_body",
     "parse_error_body",
     "raise_for_provider_status",
     "to_provider_error",
