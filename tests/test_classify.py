@@ -481,3 +481,24 @@ def test_parse_retry_after_never_returns_nan_or_negative() -> None:
     for value in ("-0", "-inf", float("nan"), -math.inf):
         result = parse_retry_after(value)
         assert result is None or (result == result and result >= 0)
+
+
+def test_load_balancer_in_a_message_is_not_a_credit_word() -> None:
+    assert classify(RuntimeError("upstream load balancer reset the stream")).kind is TRANSIENT
+
+
+def test_a_429_with_retry_info_is_a_rate_limit_even_when_it_mentions_quota() -> None:
+    body = {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota (generate_content_free_tier_requests).",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "31s"}],
+        }
+    }
+    assert classify(http_error(429, body)).kind is RATE_LIMITED
+
+
+def test_an_exception_group_is_classified_by_its_first_leaf() -> None:
+    group = ExceptionGroup("fan-out", [ExceptionGroup("inner", [CreditExhausted("dry")])])
+    assert classify(group).kind is CREDIT

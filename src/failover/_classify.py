@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,17 +50,13 @@ Classifier = Callable[[BaseException], "Classification | None"]
 TRANSIENT: Final = Classification(ErrorKind.TRANSIENT)
 CANCELLED: Final = Classification(ErrorKind.CANCELLED)
 
-_CREDIT_WORDS: Final = (
-    "insufficient_quota",
-    "insufficient credit",
-    "credit",
-    "quota",
-    "billing",
-    "payment",
-    "balance",
-    "prepaid",
-    "exhausted balance",
+#: Credit, quota and billing words. "balance" must not match "load balancer".
+_CREDIT_PATTERN: Final = re.compile(
+    r"insufficient_quota|credit|quota|billing|payment|prepaid|prepayment|(?<!load )balance(?!r)"
 )
+#: A 429 that says when to come back (Gemini's RetryInfo, per-minute limits) is a rate limit
+#: even when its message mentions quota.
+_RATE_LIMIT_HINTS: Final = ("retryinfo", "retrydelay", "retry_delay", "per minute", "perminute")
 _CONTENT_POLICY_WORDS: Final = (
     "content_policy",
     "content policy",
@@ -197,6 +194,10 @@ def _has(text: str, words: tuple[str, ...]) -> bool:
     return any(word in text for word in words)
 
 
+def _credit(text: str) -> bool:
+    return _CREDIT_PATTERN.search(text) is not None
+
+
 def _request_reason(text: str) -> str:
     if _has(text, _CONTENT_POLICY_WORDS):
         return "content_policy"
@@ -217,18 +218,18 @@ def classify_status(
         # limit"), so an explicit rate-limit code wins over credit words.
         if "insufficient_quota" in text:
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
-        if _has(text, _RATE_LIMIT_CODES):
+        if _has(text, _RATE_LIMIT_CODES) or _has(text, _RATE_LIMIT_HINTS):
             return Classification(
                 ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status
             )
-        if _has(text, _CREDIT_WORDS):
+        if _credit(text):
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
         return Classification(ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status)
     if status == 401:
         return Classification(ErrorKind.AUTH, status_code=status)
     if status == 403:
         # FAL: 403 "User is locked. Reason: Exhausted balance."
-        if _has(text, _CREDIT_WORDS) or "locked" in text:
+        if _credit(text) or "locked" in text:
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
         # Stability answers a moderated prompt with 403 content_moderation: the request's
         # fault, not a bad key (cooling the platform would punish everyone else).
@@ -249,6 +250,11 @@ def classify_status(
     return Classification(ErrorKind.TRANSIENT, status_code=status)
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Classification:
     """Classify ``exc``. ``classifiers`` (per platform) are asked first, in order."""
     # asyncio's CancelledError and trio's Cancelled are BaseExceptions, like KeyboardInterrupt
@@ -260,6 +266,10 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
         verdict = classifier(exc)
         if verdict is not None:
             return verdict
+    if isinstance(exc, ExceptionGroup):
+        # An operation that fans out (a task group) fails with a group: its first leaf speaks
+        # for it, so a CreditExhausted inside still cools the platform.
+        return classify(_first_leaf(exc), classifiers)
     if isinstance(exc, ProviderError):
         return Classification(
             ErrorKind(type(exc).kind_name),
@@ -280,7 +290,7 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
         return TRANSIENT
     if isinstance(exc, Exception):
         text = _body_text(exc)
-        if _has(text, _CREDIT_WORDS):
+        if _credit(text):
             return Classification(ErrorKind.CREDIT_EXHAUSTED)
         if _has(text, _RATE_LIMIT_WORDS):
             return Classification(ErrorKind.RATE_LIMITED)
