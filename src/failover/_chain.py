@@ -133,7 +133,9 @@ class Route:
                 return self.pairs
             return self._cost_order
         specs = ordering(self.operation, [pair.spec for pair in self.pairs], context or {})
-        return [self._by_name[spec.name] for spec in specs if spec.name in self._by_name]
+        # dict.fromkeys: a strategy naming a platform twice must not get it tried twice.
+        names = dict.fromkeys(spec.name for spec in specs if spec.name in self._by_name)
+        return [self._by_name[name] for name in names]
 
 
 Operation = Callable[..., Any]
@@ -172,6 +174,8 @@ class Chain:
         tracer = self.telemetry.tracer()
         instruments = self.telemetry.instruments()
         if tracer is None and instruments is None:
+            if route.deadline is None:  # _run without its deadline scope: one frame less
+                return await self._walk(route, func, args, kwargs, context, None, None, [])
             return await self._run(route, func, args, kwargs, context, None, None)
         started = self.clock.now()
         span = None if tracer is None else self.telemetry.start_call(tracer, route.operation)
@@ -299,12 +303,17 @@ class Chain:
                 attempt_on_platform += 1
                 started = clock.now()
                 try:
-                    if tracer is None:
-                        result = await self._attempt(pair, permit, func, args, kwargs)
-                    else:
+                    if tracer is not None:
                         result = await self._traced_attempt(
                             tracer, pair, permit, func, args, kwargs, tries
                         )
+                    elif pair.policy.attempt_timeout is None:
+                        # _attempt and invoke inlined (the happy path): two frames less.
+                        result = func(pair.spec, *args, **kwargs)
+                        if type(result) is CoroutineType or isinstance(result, Awaitable):
+                            result = await result
+                    else:
+                        result = await self._attempt(pair, permit, func, args, kwargs)
                 except BaseException as exc:
                     duration = clock.now() - started
                     if not isinstance(exc, Exception) or isinstance(
