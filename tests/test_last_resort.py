@@ -106,7 +106,8 @@ async def test_all_open_probes_the_soonest_once_and_success_closes_it(
     assert pair(manager, "gamma").breaker.state is BreakerState.OPEN
     messages = [r.getMessage() for r in caplog.records]
     assert any(
-        "probing beta (b-1) early as a last resort" in m and "(open) ends soonest, in 270.0s" in m
+        "probing beta (b-1) early as a last resort" in m
+        and "it recovers soonest (open, 270.0s left)" in m
         for m in messages
     ), messages
     assert any("Last resort for text_generation: beta answered" in m for m in messages)
@@ -115,13 +116,22 @@ async def test_all_open_probes_the_soonest_once_and_success_closes_it(
     assert operation.calls == ["beta", "beta"]
 
 
-async def test_failed_probe_raises_with_the_history_and_reopens_the_pair() -> None:
+async def test_failed_probe_raises_with_the_history_and_reopens_the_pair(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     manager, clock = make()
     await open_all(manager, clock, ["gamma", "alpha", "beta"])
     operation = ScriptedOperation({"gamma": [Transient("still down")]})
 
-    with pytest.raises(AllPlatformsFailed) as caught:
+    with (
+        caplog.at_level(logging.INFO, logger="failover"),
+        pytest.raises(AllPlatformsFailed) as caught,
+    ):
         await manager.with_fallback(TEXT, operation)
+    assert (
+        "Last resort for text_generation: gamma failed too (Transient, transient); "
+        "unavailable for 300.0s more (open)"
+    ) in [r.getMessage() for r in caplog.records]
 
     assert operation.calls == ["gamma"]
     error = caught.value
@@ -676,3 +686,56 @@ def test_toml_keys() -> None:
     with pytest.raises(ConfigError, match=r"failover\.toml: .*when_all_unavailable must be one of"):
         settings_from_toml({"failover": {"when_all_unavailable": "never"}}, "failover.toml")
     assert math.isfinite(kwargs["policy"].max_wait)
+
+
+# -- many processes --------------------------------------------------------------------------
+
+
+class StubFleet:
+    """A shared state that grants or refuses every probe lease, and records what it was asked."""
+
+    def __init__(self, grant: bool) -> None:
+        self.grant = grant
+        self.asked: list[tuple[str, str]] = []
+        self.released: list[tuple[str, str]] = []
+
+    async def run(self, link: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await anyio.sleep_forever()
+
+    def publish(self, event: Any) -> None:
+        pass
+
+    async def acquire_probe(
+        self, pair_key: tuple[str, str], lease_ms: int, slots: int
+    ) -> str | None:
+        self.asked.append(pair_key)
+        return "token" if self.grant else None
+
+    def release_probe(self, pair_key: tuple[str, str], token: str) -> None:
+        self.released.append(pair_key)
+
+    async def stop(self, timeout: float) -> None:
+        pass
+
+
+async def test_the_early_probe_also_takes_the_fleet_wide_lease() -> None:
+    fleet = StubFleet(grant=True)
+    manager, clock = make(shared_state=fleet)
+    await open_all(manager, clock, ["beta", "alpha", "gamma"])
+    operation = ScriptedOperation({})
+    assert (await manager.with_fallback(TEXT, operation))[1].name == "beta"
+    assert fleet.asked == [("beta", TEXT)]
+    assert fleet.released == [("beta", TEXT)]
+
+
+async def test_no_early_probe_while_another_process_holds_the_lease() -> None:
+    fleet = StubFleet(grant=False)
+    manager, clock = make(shared_state=fleet)
+    await open_all(manager, clock, ["beta", "alpha", "gamma"])
+    operation = ScriptedOperation({})
+    with pytest.raises(AllPlatformsFailed, match="none can be probed"):
+        await manager.with_fallback(TEXT, operation)
+    assert operation.calls == []
+    assert fleet.asked == [("beta", TEXT), ("alpha", TEXT), ("gamma", TEXT)]
+    assert all(pair(manager, n).breaker.probes == [] for n in ("alpha", "beta", "gamma"))

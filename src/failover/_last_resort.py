@@ -237,13 +237,13 @@ class LastResort:
                 },
             )
             logger.warning(
-                "No platform is usable for %s; probing %s (%s) early as a last resort: its "
-                "cool-down (%s) %s, in %.1fs",
+                "No platform is usable for %s; probing %s (%s) early as a last resort: it "
+                "recovers %s (%s, %.1fs left)",
                 operation,
                 candidate.pair.spec.name,
                 candidate.pair.spec.model,
+                "soonest" if rank == 0 else "soonest of those without a probe out",
                 candidate.reason,
-                "ends soonest" if rank == 0 else "ends soonest of those without a probe out",
                 remaining,
             )
             return probe
@@ -353,12 +353,16 @@ class LastResort:
             )
         )
         self._summarize(call_span, pair, attempts, answered=False)
+        after = recovery(pair, clock.now())
         logger.warning(
-            "Last resort for %s: %s failed too (%s, %s)",
+            "Last resort for %s: %s failed too (%s, %s)%s",
             operation,
             spec.name,
             type(error).__qualname__,
             verdict.kind.value,
+            ""
+            if after is None or after.usable_at <= clock.now()
+            else f"; unavailable for {after.usable_at - clock.now():.1f}s more ({after.reason})",
         )
         if verdict.kind is ErrorKind.REQUEST and verdict.reason not in chain.settings.continue_on:
             raise error
