@@ -204,6 +204,10 @@ async def test_content_policy_moves_on_and_plain_bad_request_raises_at_once(
             await chat.complete([{"content": "no role"}])
         with pytest.raises(TypeError, match="max_tokens"):
             await chat.complete(MESSAGES, max_tokens=0)
+        with pytest.raises(InvalidArgument, match="'stream' is set by the adapter"):
+            await chat.complete(MESSAGES, stream=True)
+        with pytest.raises(InvalidArgument, match="'model' is set by the adapter"):
+            await chat.complete(MESSAGES, model="other")
     assert server.stats()["openai"]["total"] == 1  # bad arguments never reached a provider
 
 

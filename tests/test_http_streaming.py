@@ -95,6 +95,18 @@ async def test_a_stream_yields_the_answer_piece_by_piece(
     assert (result.text, result.platform) == (stream.text, name)
 
 
+@pytest.mark.parametrize("name", ["groq", "anthropic"])
+async def test_complete_streams_give_their_connection_back_to_the_pool(
+    server: FakeProviderServer, name: str
+) -> None:
+    async with manager_for(name) as manager:
+        chat = chat_for(manager, server)
+        texts = [(await (await chat.stream(MESSAGES)).collect()).text for _ in range(3)]
+        texts.append((await chat.complete(MESSAGES)).text)
+    assert all(text.startswith(f"Fake {name}") for text in texts)
+    assert server.connections_accepted == 1
+
+
 async def test_collect_reads_the_rest_and_streamed_usage_becomes_cost(
     server: FakeProviderServer,
 ) -> None:

@@ -35,6 +35,8 @@ DEFAULT_LIMITS: Final = httpx.Limits(
 
 Message = Mapping[str, Any]
 
+_RESERVED_FIELDS: Final = frozenset({"model", "messages", "stream", "stream_options"})
+
 
 class InvalidArgument(BadRequest, TypeError):
     """An argument of a text-generation call is malformed. As a :class:`BadRequest` the
@@ -277,6 +279,12 @@ class ChatAdapter:
             raise InvalidArgument(f"platform must be a PlatformSpec, got {platform!r}")
         check_messages(messages)
         check_options(max_tokens, temperature)
+        reserved = sorted(_RESERVED_FIELDS.intersection(extra))
+        if reserved:
+            raise InvalidArgument(
+                f"{reserved[0]!r} is set by the adapter (the platform's model, the messages, "
+                "and stream() for a streamed answer), not as an extra field"
+            )
         return self.request_body(
             platform,
             messages,

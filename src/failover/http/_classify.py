@@ -316,6 +316,22 @@ class BodyReader:
             self._finished = True  # an exception ran through the generators: they are done
             raise
 
+    async def finish(self, limit: int = MAX_ERROR_BODY_BYTES) -> None:
+        """Read what is left of a body whose content is complete (a stream's final marker has
+        arrived), so the connection can go back to the pool; then close the response."""
+        try:
+            with anyio.move_on_after(_FINISH_SECONDS):
+                size = 0
+                while size <= limit:
+                    chunk = await self.next_bytes()
+                    if chunk is None:
+                        break
+                    size += len(chunk)
+        except Exception:  # a broken tail: the connection is closed below, nothing is lost
+            pass
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
         """Close the response and finish the iterator (shielded from cancellation)."""
         with anyio.CancelScope(shield=True):

@@ -101,6 +101,10 @@ class EventReader:
                 return rest.rstrip(b"\r").decode("utf-8", "replace") if rest else None
             self._buffer += chunk
 
+    async def finish(self) -> None:
+        """The answer is complete: read the body's tail (keeps the connection) and close."""
+        await self._body.finish()
+
     async def aclose(self) -> None:
         await self._body.aclose()
 
@@ -205,8 +209,7 @@ class TextStream:
             await self._close()
             raise
         if first is None:
-            await self._close()
-            self._complete = True
+            await self._close(complete=True)
         else:
             self._pending = first
 
@@ -235,8 +238,7 @@ class TextStream:
             await self._close()  # cancellation or a programming error: nothing to report
             raise
         if piece is None:
-            await self._close()
-            self._complete = True
+            await self._close(complete=True)
             await self._notify(None)
             raise StopAsyncIteration
         return piece
@@ -276,9 +278,14 @@ class TextStream:
 
     # -- closing -----------------------------------------------------------------------------
 
-    async def _close(self) -> None:
-        if not self._closed:
-            self._closed = True
+    async def _close(self, *, complete: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if complete:
+            self._complete = True
+            await self._reader.finish()
+        else:
             await self._reader.aclose()
 
     async def aclose(self) -> None:
