@@ -350,6 +350,42 @@ async def test_cooldown_probe_slot_admits_one_probe_and_failure_keeps_the_cooldo
     assert cooldown.reason == "credit"
 
 
+async def test_a_hung_cooldown_probe_loses_its_slot_when_its_lease_ends() -> None:
+    manager, clock = make({TEXT: [ALPHA]}, probe_lease_seconds=10)
+    with pytest.raises(AllPlatformsFailed):
+        await manager.with_fallback(TEXT, ScriptedOperation({"alpha": [CreditExhausted("")]}))
+    gates = [anyio.Event(), anyio.Event()]
+    calls: list[int] = []
+    refused: list[int] = []
+
+    async def hang(platform: PlatformSpec) -> str:
+        index = len(calls)
+        calls.append(index)
+        await gates[index].wait()
+        raise CreditExhausted("still none")
+
+    async def caller(number: int) -> None:
+        try:
+            await manager.with_fallback(TEXT, hang)
+        except AllPlatformsFailed:
+            refused.append(number)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller, 1)
+        await wait_until(lambda: calls == [0])
+        tg.start_soon(caller, 2)
+        await wait_until(lambda: refused == [2])
+        clock.advance(11)  # the first probe's lease has run out: its slot is free again
+        tg.start_soon(caller, 3)
+        await wait_until(lambda: calls == [0, 1])
+        gates[0].set()  # the late first probe ends: it must not free the second's slot
+        await wait_until(lambda: refused == [2, 1])
+        tg.start_soon(caller, 4)
+        await wait_until(lambda: refused == [2, 1, 4])
+        assert calls == [0, 1]
+        gates[1].set()
+
+
 async def test_rate_limit_cooldown_probe_success_clears_the_pair_cooldown() -> None:
     manager, clock = make({TEXT: [ALPHA, BETA]})
     failing = ScriptedOperation(

@@ -118,18 +118,21 @@ def by_recovery(pairs: Iterable[Pair], now: float) -> list[Candidate]:
 class Probe:
     """An early probe taken on one pair: its breaker permit and the cool-down slots it holds."""
 
-    __slots__ = ("candidate", "cooldowns", "permit")
+    __slots__ = ("candidate", "cooldowns", "lease_until", "permit")
 
     def __init__(
         self,
         candidate: Candidate,
         permit: Permit,
         cooldowns: tuple[tuple[Cooldown, float], ...],
+        lease_until: float = 0.0,
     ) -> None:
         self.candidate = candidate
         self.permit = permit
         #: (cool-down, its deadline when the probe was taken)
         self.cooldowns = cooldowns
+        #: when this probe's hold on the cool-down slots runs out
+        self.lease_until = lease_until
 
     def end(self, succeeded: bool) -> None:
         """Give the cool-down slots back; a success also lifts the cool-downs it went through.
@@ -141,7 +144,7 @@ class Probe:
             if succeeded and cooldown.until == until:
                 cooldown.clear()
             else:
-                cooldown.end_probe()
+                cooldown.end_probe(self.lease_until)
 
 
 def take_probe(candidate: Candidate, now: float) -> Probe | None:
@@ -161,7 +164,12 @@ def take_probe(candidate: Candidate, now: float) -> Probe | None:
     lease_until = now + breaker.settings.probe_lease_seconds
     for cooldown in cooldowns:
         cooldown.take_probe(now, lease_until)
-    return Probe(candidate, permit, tuple((cooldown, cooldown.until) for cooldown in cooldowns))
+    return Probe(
+        candidate,
+        permit,
+        tuple((cooldown, cooldown.until) for cooldown in cooldowns),
+        lease_until,
+    )
 
 
 # -- the setting and its sequencing ----------------------------------------------------------
@@ -326,6 +334,8 @@ class LastResort:
             duration = clock.now() - started
             probe.end(True)
             chain.succeeded(pair, permit, duration)
+            if route.policies is not None:
+                route.policies.observe(pair, True, duration, result)
             self._summarize(call_span, pair, attempts, answered=True)
             logger.info(
                 "Last resort for %s: %s answered after %.2fs", operation, spec.name, duration
@@ -337,6 +347,8 @@ class LastResort:
         verdict = classify(error, pair.classifiers)
         probe.end(False)
         chain.failed(pair, permit, verdict, duration)
+        if route.policies is not None:
+            route.policies.observe(pair, False, duration, None, error)
         attempts.append(
             Attempt(
                 spec.name,

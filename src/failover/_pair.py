@@ -64,8 +64,10 @@ class Cooldown:
         self.probe_until = lease_until
         return True
 
-    def end_probe(self) -> None:
-        self.probe_until = 0.0
+    def end_probe(self, lease_until: float) -> None:
+        """Free the slot, unless a later probe took it after this one's lease ran out."""
+        if self.probe_until == lease_until:
+            self.probe_until = 0.0
 
     def active(self, clock: Clock) -> bool:
         if self.until == 0.0:
