@@ -64,14 +64,19 @@ async def main() -> int:
         except AllPlatformsFailed as exc:
             print(f"request {request}: failed\n{exc}")
             return 1
-        print(f"request {request}: {png.decode()!r} from {platform.name} (tried {' -> '.join(calls)})")
+        print(
+            f"request {request}: {png.decode()!r} from {platform.name} (tried {' -> '.join(calls)})"
+        )
     print()
-    print(f"{'platform':<10} {'healthy':<8} {'state':<10} {'requests':>8} {'failures':>8}  cool-down")
+    print(
+        f"{'platform':<10} {'healthy':<8} {'state':<10} {'requests':>8} {'failures':>8}  cool-down"
+    )
     for name, health in manager.get_health_status().items():
         detail = health["operations"]["image_editing"]
+        cooldown = health["cooldown_reason"] or "-"
         print(
             f"{name:<10} {health['is_healthy']!s:<8} {detail['state']:<10} "
-            f"{health['total_requests']:>8} {detail['failures']:>8}  {health['cooldown_reason'] or '-'}"
+            f"{health['total_requests']:>8} {detail['failures']:>8}  {cooldown}"
         )
     return 0
 
