@@ -87,24 +87,22 @@ def recovery(pair: Pair, now: float) -> Candidate | None:
     if not pair.key_present():
         return None
     breaker = pair.breaker
-    blocks: list[tuple[float, str]] = []
-    platform_cooldown = pair.platform.cooldown
-    if platform_cooldown.until > now:
-        blocks.append((platform_cooldown.until, platform_cooldown.reason or SKIP_CREDIT))
-    if pair.cooldown.until > now:
-        blocks.append((pair.cooldown.until, pair.cooldown.reason or SKIP_RATE_LIMITED))
-    if breaker.state is BreakerState.OPEN and breaker.open_until > now:
-        if math.isinf(breaker.open_until):
-            return None
-        blocks.append((breaker.open_until, SKIP_OPEN))
-    probing = breaker.probes_in_flight() >= breaker.settings.half_open_max_calls or any(
-        cooldown.probe_until > now
-        for cooldown in (platform_cooldown, pair.cooldown)
-        if cooldown.until > now
-    )
-    if not blocks:
-        return Candidate(pair, now, SKIP_OPEN, probing)
-    usable_at, reason = max(blocks, key=lambda block: block[0])
+    open_until = breaker.open_until if breaker.state is BreakerState.OPEN else 0.0
+    if math.isinf(open_until):
+        return None
+    usable_at, reason, probing = now, SKIP_OPEN, False
+    if open_until > now:
+        usable_at = open_until
+    for cooldown, default in (
+        (pair.platform.cooldown, SKIP_CREDIT),
+        (pair.cooldown, SKIP_RATE_LIMITED),
+    ):
+        if cooldown.until > now:
+            probing = probing or cooldown.probe_until > now
+            if cooldown.until > usable_at:
+                usable_at, reason = cooldown.until, cooldown.reason or default
+    if breaker.probes and breaker.probes_in_flight() >= breaker.settings.half_open_max_calls:
+        probing = True
     return Candidate(pair, usable_at, reason, probing)
 
 
