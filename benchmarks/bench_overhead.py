@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python benchmarks/bench_overhead.py`` (``--quick`` for a short run,
 ``--backend trio`` or ``--backend both`` for trio).
 
-All four variants run in the same process and event loop, interleaved round by round so a
-noisy neighbour hurts them alike:
+All four variants run in the same process and event loop, interleaved round by round (the
+order rotating each round) so a noisy neighbour hurts them alike:
 
 * ``bare await``: ``await op(spec)``, the operation alone (the floor);
 * ``pybreaker calling()``: ``with cb.calling(): await op(spec)``, pybreaker's guard for code
@@ -92,9 +92,12 @@ async def measure(calls: int, rounds: int) -> dict[str, float]:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(rounds):
-            for name, call in timed.items():
-                samples[name].append(await time_round(call, calls))
+        names = list(timed)
+        for round_number in range(rounds):
+            # Rotate the order each round, so no variant always runs right after another.
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(await time_round(timed[name], calls))
             gc.collect()
     finally:
         if gc_was_enabled:
@@ -120,8 +123,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=None, help="calls per round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per variant")
     args = parser.parse_args()
-    calls = args.calls or (2_000 if args.quick else 20_000)
-    rounds = args.rounds or (5 if args.quick else 9)
+    calls = args.calls or (2_000 if args.quick else 10_000)
+    rounds = args.rounds or (5 if args.quick else 15)
     backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
     print(f"Python {sys.version.split()[0]}, pybreaker {_version('pybreaker')}")
     for backend in backends:
