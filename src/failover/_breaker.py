@@ -182,8 +182,10 @@ class PairBreaker:
         if self.state is BreakerState.CLOSED:
             return True
         now = self.clock.now()
-        if self.state is BreakerState.OPEN:
-            return now >= self.open_until
+        if self.state is BreakerState.OPEN and now < self.open_until:
+            return False
+        # Elapsed open reads as half-open: an early probe sent while it was open still
+        # holds its slot, and admit() would refuse while it does.
         live = sum(1 for permit in self.probes if permit.lease_until > now)
         return live < self.settings.half_open_max_calls
 
