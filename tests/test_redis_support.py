@@ -234,12 +234,14 @@ async def _role_crowd(params: dict[str, Any]) -> None:
         if delay > 0:
             await anyio.sleep(delay)
         answers: list[str] = []
+        probing = anyio.Event()
 
         async def op(spec: Any) -> str:
             if spec.name == "openai":
                 await enter([counter_key, peak_key, total_key])
                 try:
                     if params.get("hang"):
+                        probing.set()
                         await anyio.sleep_forever()
                     await anyio.sleep(params.get("hold", 0.3))
                 finally:
@@ -254,11 +256,8 @@ async def _role_crowd(params: dict[str, Any]) -> None:
         if params.get("hang"):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(call)
-                await wait_for(
-                    lambda: manager._pair("openai", "text_generation").breaker.probes != [],
-                    5,
-                    "probe",
-                )
+                with anyio.fail_after(5):
+                    await probing.wait()
                 _emit(event="probing")
                 await anyio.sleep_forever()
         async with anyio.create_task_group() as tasks:

@@ -1,4 +1,4 @@
-"""The ``failover`` command: ``demo``, ``fake-providers`` and ``check-config``.
+"""The ``failover`` command: ``demo``, ``fake-providers``, ``check-config`` and ``health``.
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``handler``; :data:`COMMANDS` lists them in the order ``--help`` shows. A handler returns
@@ -23,6 +23,7 @@ import anyio
 
 from failover import __version__
 from failover._errors import ConfigError
+from failover._fleet_cli import add_health
 
 if TYPE_CHECKING:
     from failover._config_check import ConfigReport
@@ -406,6 +407,7 @@ COMMANDS: Final[tuple[Callable[[Any], None], ...]] = (
     _add_demo,
     _add_fake_providers,
     _add_check_config,
+    add_health,
 )
 
 

@@ -178,7 +178,8 @@ def decode_message(data: object) -> tuple[str, SharedEvent] | None:
     return pid, SharedEvent(kind, platform, operation, until_ms, reason)
 
 
-def _leaf(exc: BaseException) -> BaseException:
+def leaf_exception(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, else ``exc``."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
@@ -352,9 +353,11 @@ class RedisSharedState:
                     self.connected = False
                     if down_since is None:
                         down_since = time.monotonic()
-                        self._log_outage(shown, _leaf(exc), first_attempt=not started)
+                        self._log_outage(shown, leaf_exception(exc), first_attempt=not started)
                     else:
-                        logger.debug("Redis at %s still unavailable: %r", shown, _leaf(exc))
+                        logger.debug(
+                            "Redis at %s still unavailable: %r", shown, leaf_exception(exc)
+                        )
                 if not started:
                     started = True
                     task_status.started()
@@ -521,6 +524,7 @@ class RedisSharedState:
 
         Connects for the duration of the call; raises coredis errors when Redis is unreachable.
         """
+        await self._check_reachable()
         client = self._new_client()
         now_ms = int(time.time() * 1000)
         view: dict[str, Any] = {
