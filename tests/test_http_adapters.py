@@ -22,6 +22,8 @@ from failover import (
     ErrorKind,
     PlatformManager,
     PlatformSpec,
+    ProviderError,
+    RateLimited,
     Transient,
 )
 from failover.http import (
@@ -105,6 +107,47 @@ async def test_each_platform_answers_with_text_model_finish_reason_and_usage(
     assert result.input_tokens == 4  # the fake counts prompt words
     assert result.output_tokens == len(result.text.split())
     assert server.stats()[name] == {"total": 1, "ok": 1}
+
+
+KEY_ENV = {
+    "groq": "GROQ_API_KEY",
+    "xai": "XAI_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "google": "GOOGLE_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
+FAILURES: list[tuple[Behaviour, type[ProviderError]]] = [
+    (Behaviour.out_of_credits(), CreditExhausted),
+    (Behaviour.rate_limited(retry_after=4), RateLimited),
+    (Behaviour.bad_key(), AuthFailed),
+    (Behaviour.overloaded(), Transient),
+]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(("behaviour", "expected"), FAILURES, ids=lambda v: getattr(v, "kind", ""))
+async def test_each_adapter_raises_the_kind_of_each_provider_failure(
+    server: FakeProviderServer,
+    name: str,
+    behaviour: Behaviour,
+    expected: type[ProviderError],
+) -> None:
+    server.set_behaviour(name, behaviour)
+    spec = PlatformSpec(name, MODELS[name], api_key_env=KEY_ENV[name])
+    base_url = server.base_url(name)
+    adapter = AnthropicMessages(base_url) if name == "anthropic" else OpenAICompatibleChat(base_url)
+    async with adapter:
+        with pytest.raises(ProviderError) as whole:
+            await adapter.complete(spec, MESSAGES)
+        with pytest.raises(ProviderError) as streamed:
+            await adapter.stream(spec, MESSAGES)
+    for caught in (whole.value, streamed.value):
+        assert type(caught) is expected
+        assert str(caught).startswith(f"{name}: HTTP {caught.status_code}")
+        assert KEYS[KEY_ENV[name]] not in str(caught)
+        if isinstance(caught, RateLimited):
+            assert caught.retry_after == 4.0
 
 
 async def test_groq_xai_openai_anthropic_fall_back_through_each_kind_of_failure(
