@@ -209,7 +209,7 @@ def tracing() -> Iterator[tuple[InMemorySpanExporter, TracerProvider]]:
             ("beta", "alpha"),
             "weighted round robin",
         ),
-        (LatencyOrder, ("alpha", "beta"), "latency ewma: alpha, beta"),
+        (LatencyOrder, ("alpha", "beta"), "latency ewma, band 20% + 0s"),
     ],
 )
 async def test_chosen_order_and_reason_are_on_the_call_span(

@@ -130,11 +130,12 @@ class LatencyOrder:
                 f"min_samples must be an integer >= 1, got {min_samples!r}", key="min_samples"
             )
         self.min_samples = min_samples
+        self._reason = f"latency ewma, band {self.tolerance:.0%} + {self.tolerance_seconds:g}s"
         # (platform, operation) -> [ewma, samples]
         self._ewma: dict[tuple[str, str], list[float]] = {}
-        self._version: dict[str, int] = {}
-        # operation -> (version, input names, Ordered)
-        self._cache: dict[str, tuple[int, tuple[str, ...], Ordered]] = {}
+        # operation -> (platforms given, their names, Ordered); dropped when it may be stale
+        self._cache: dict[str, tuple[Sequence[PlatformSpec], tuple[str, ...], Ordered]] = {}
+        self._last: dict[str, Ordered] = {}  # the order chosen last, for hysteresis
 
     def estimate(self, platform: str, operation: str) -> float | None:
         """The current EWMA of ``platform`` for ``operation`` in seconds (``None``: unmeasured)."""
@@ -154,22 +155,44 @@ class LatencyOrder:
         else:
             entry[0] += self.alpha * (seconds - entry[0])
             entry[1] += 1
+        # Only a sample that moves its platform across a neighbour's band can change the
+        # order; otherwise the cached order stays valid and calls stay O(1).
         operation = observation.operation
-        self._version[operation] = self._version.get(operation, 0) + 1
+        cached = self._cache.get(operation)
+        if cached is not None and self._may_move(cached[2], key[0], operation):
+            del self._cache[operation]
+
+    def _may_move(self, order: Ordered, name: str, operation: str) -> bool:
+        index = next((i for i, spec in enumerate(order) if spec.name == name), None)
+        if index is None:
+            return True
+        mine = self._latency(order[index], operation)
+        if index > 0 and self._clearly_faster(mine, self._latency(order[index - 1], operation)):
+            return True
+        return index + 1 < len(order) and self._clearly_faster(
+            self._latency(order[index + 1], operation), mine
+        )
+
+    def _clearly_faster(self, mine: float | None, theirs: float | None) -> bool:
+        if mine is None or theirs is None:
+            return False
+        return mine < theirs * (1.0 - self.tolerance) - self.tolerance_seconds
 
     def __call__(
         self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
     ) -> Ordered:
-        version = self._version.get(operation, 0)
         cached = self._cache.get(operation)
-        if cached is not None and cached[0] == version:
+        if cached is not None:
+            if cached[0] is platforms:
+                return cached[2]
             names = cached[1]
             if len(names) == len(platforms) and all(
                 spec.name == name for spec, name in zip(platforms, names, strict=True)
             ):
                 return cached[2]
-        ordered = self._order(operation, platforms, None if cached is None else cached[2])
-        self._cache[operation] = (version, tuple(spec.name for spec in platforms), ordered)
+        ordered = self._order(operation, platforms, self._last.get(operation))
+        self._last[operation] = ordered
+        self._cache[operation] = (platforms, tuple(spec.name for spec in platforms), ordered)
         return ordered
 
     def _latency(self, spec: PlatformSpec, operation: str) -> float | None:
@@ -187,22 +210,14 @@ class LatencyOrder:
         start += [name for name in given if name not in start]
         order = [given[name] for name in start]
         latency = {spec.name: self._latency(spec, operation) for spec in order}
-        keep = 1.0 - self.tolerance
-        band = self.tolerance_seconds
         for index in range(1, len(order)):
             position = index
-            while position > 0:
-                mine = latency[order[position].name]
-                theirs = latency[order[position - 1].name]
-                if mine is None or theirs is None or not mine < theirs * keep - band:
-                    break
+            while position > 0 and self._clearly_faster(
+                latency[order[position].name], latency[order[position - 1].name]
+            ):
                 order[position - 1], order[position] = order[position], order[position - 1]
                 position -= 1
-        described = ", ".join(
-            f"{spec.name} {value:.3f}s" if (value := latency[spec.name]) is not None else spec.name
-            for spec in order
-        )
-        return Ordered(order, f"latency ewma: {described} (band {self.tolerance:.0%})")
+        return Ordered(order, self._reason)
 
 
 # -- weighted round robin ------------------------------------------------------------------------

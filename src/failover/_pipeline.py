@@ -32,6 +32,8 @@ class RoutePolicies:
 
     __slots__ = (
         "_by_name",
+        "_last_order",
+        "_last_specs",
         "_specs",
         "chaos",
         "chaos_control",
@@ -63,6 +65,8 @@ class RoutePolicies:
         self.lane = lane
         self._specs = tuple(pair.spec for pair in route.pairs)
         self._by_name = {pair.spec.name: pair for pair in route.pairs}
+        self._last_specs: object = None
+        self._last_order: Sequence[Pair] = ()
         self.lanes: dict[str, Route] = {}
         if hedge is not None:
             # Each hedge lane walks one platform with the same policies, minus the hedge.
@@ -109,11 +113,19 @@ class RoutePolicies:
             return order
         specs = strategy(route.operation, self._specs, context or {})
         by_name = self._by_name
-        order = [by_name[spec.name] for spec in specs if spec.name in by_name]
-        for name, why in getattr(specs, "skipped", {}).items():
-            pair = by_name.get(name)
-            if pair is not None:
-                skipped(pair, why, attempts, call_span)
+        if specs is self._last_specs:  # the strategy returned its cached order again
+            order = self._last_order
+        else:
+            # dict.fromkeys: a strategy naming a platform twice must not get it tried twice.
+            names = dict.fromkeys(spec.name for spec in specs if spec.name in by_name)
+            order = [by_name[name] for name in names]
+            self._last_specs, self._last_order = specs, order
+        skips = getattr(specs, "skipped", None)
+        if skips:
+            for name, why in skips.items():
+                pair = by_name.get(name)
+                if pair is not None:
+                    skipped(pair, why, attempts, call_span)
         if call_span is not None and not self.lane:
             reason = getattr(specs, "reason", "") or ordering_name(strategy)
             annotate_order(call_span, order, reason)
