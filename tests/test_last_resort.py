@@ -24,6 +24,7 @@ from failover import (
     BadRequest,
     ConfigError,
     CreditExhausted,
+    Hedge,
     PlatformManager,
     PlatformSpec,
     Policy,
@@ -443,6 +444,15 @@ async def test_fallback_decorator_uses_the_last_resort() -> None:
         return f"{platform.name}:{prompt}"
 
     assert await generate("hi") == "gamma:hi"
+
+
+async def test_hedged_operations_have_the_last_resort_too() -> None:
+    manager, clock = make(operation_policies={TEXT: Policy(hedge=Hedge(delay=1.0))})
+    await open_all(manager, clock, ["gamma", "alpha", "beta"])
+    operation = ScriptedOperation({})
+    assert (await manager.with_fallback(TEXT, operation))[1].name == "gamma"
+    assert operation.calls == ["gamma"]
+    assert pair(manager, "gamma").breaker.state is BreakerState.CLOSED
 
 
 async def test_last_resort_span_event() -> None:
