@@ -291,3 +291,32 @@ async def test_no_hedge_switches_an_inherited_hedge_off() -> None:
         assert len(operation.started) == 1
         clock.advance(2.0)
     assert out[0][0] == "answer from alpha"
+
+
+async def test_deadline_cancels_every_lane_and_counts_nothing() -> None:
+    clock = FakeClock()
+    manager = PlatformManager(
+        {OP: PLATFORMS},
+        clock=clock,
+        environ={},
+        operation_policies={OP: Policy(hedge=Hedge(delay=1.0, max_hedges=2), deadline=2.5)},
+    )
+    operation = Timed(clock, {"alpha": 100.0, "beta": 100.0, "gamma": 100.0})
+    failures: list[AllPlatformsFailed] = []
+
+    async def call() -> None:
+        with pytest.raises(AllPlatformsFailed) as info:
+            await manager.with_fallback(OP, operation)
+        failures.append(info.value)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        for _ in range(3):
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1.0)
+    assert [name for name, _ in operation.started] == ["alpha", "beta", "gamma"]
+    assert sorted(operation.cancelled) == ["alpha", "beta", "gamma"]
+    assert "deadline of 2.5s exceeded" in str(failures[0])
+    assert sorted(a.outcome for a in failures[0].attempts) == ["cancelled"] * 3
+    for name in ("alpha", "beta", "gamma"):
+        assert health(manager, name)["failures"] == 0

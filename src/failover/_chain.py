@@ -289,16 +289,18 @@ class Chain:
             retry_run: RetryRun | None = None
             attempt_on_platform = 0
             while True:
-                slot = None if policies is None else await policies.slot(pair, clock)
-                if type(slot) is str:  # bulkhead full: give the permit back, uncounted
-                    pair.breaker.release(permit)
-                    if self.fleet is not None:
-                        self.fleet.probe_ended(permit)
-                    self._skipped(pair, slot, attempts, call_span)
-                    if not attempt_on_platform:
-                        platforms_tried -= 1
-                        passed_over += 1
-                    break
+                slot = None
+                if policies is not None:
+                    slot = await policies.slot(pair, clock)
+                    if type(slot) is str:  # bulkhead full: give the permit back, uncounted
+                        pair.breaker.release(permit)
+                        if self.fleet is not None:
+                            self.fleet.probe_ended(permit)
+                        self._skipped(pair, slot, attempts, call_span)
+                        if not attempt_on_platform:
+                            platforms_tried -= 1
+                            passed_over += 1
+                        break
                 tries += 1
                 attempt_on_platform += 1
                 started = clock.now()

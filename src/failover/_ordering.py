@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from failover._errors import ConfigError
 
@@ -52,9 +51,9 @@ class Ordered(tuple["PlatformSpec", ...]):
         return ordered
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One attempt's outcome as an ordering strategy sees it.
+class Observation(NamedTuple):
+    """One attempt's outcome as an ordering strategy sees it (immutable; a named tuple,
+    because one is made per attempt).
 
     ``duration`` is ``None`` for an outcome reported by hand without a response time;
     ``result`` is the operation's return value on success (for cost extraction), never logged.
@@ -135,6 +134,7 @@ class LatencyOrder:
         self._ewma: dict[tuple[str, str], list[float]] = {}
         # operation -> (platforms given, their names, Ordered); dropped when it may be stale
         self._cache: dict[str, tuple[Sequence[PlatformSpec], tuple[str, ...], Ordered]] = {}
+        self._positions: dict[str, dict[str, int]] = {}  # operation -> name -> cached position
         self._last: dict[str, Ordered] = {}  # the order chosen last, for hysteresis
 
     def estimate(self, platform: str, operation: str) -> float | None:
@@ -163,7 +163,7 @@ class LatencyOrder:
             del self._cache[operation]
 
     def _may_move(self, order: Ordered, name: str, operation: str) -> bool:
-        index = next((i for i, spec in enumerate(order) if spec.name == name), None)
+        index = self._positions[operation].get(name)
         if index is None:
             return True
         mine = self._latency(order[index], operation)
@@ -193,6 +193,7 @@ class LatencyOrder:
         ordered = self._order(operation, platforms, self._last.get(operation))
         self._last[operation] = ordered
         self._cache[operation] = (platforms, tuple(spec.name for spec in platforms), ordered)
+        self._positions[operation] = {spec.name: index for index, spec in enumerate(ordered)}
         return ordered
 
     def _latency(self, spec: PlatformSpec, operation: str) -> float | None:
