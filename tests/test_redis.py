@@ -520,3 +520,16 @@ async def test_fleet_view_lists_open_pairs_cooldowns_and_probe_leases(
     [probe] = view["probes"]
     assert probe["holder"] == a.shared_state.process_id
     assert 15 < probe["expires_in"] <= 20
+
+
+async def test_one_instance_cannot_serve_two_running_managers(
+    redis_url: str, namespace: str
+) -> None:
+    shared = RedisSharedState(redis_url, namespace)
+    first = PlatformManager(PRIORITIES, environ=ENVIRON, shared_state=shared)
+    second = PlatformManager(PRIORITIES, environ=ENVIRON, shared_state=shared)
+    async with first:
+        with pytest.raises(RuntimeError, match="already running for another manager"):
+            await second.__aenter__()
+    async with second:  # free again once the first manager closed
+        assert shared.connected

@@ -191,7 +191,8 @@ class RedisSharedState:
     ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
     ``unix:///path.sock``; checked at construction (a malformed one raises
     :class:`~failover.ConfigError`). ``namespace`` separates fleets sharing one Redis.
-    Nothing connects until the manager's ``async with`` starts :meth:`run`.
+    Nothing connects until the manager's ``async with`` starts :meth:`run`. One instance
+    serves one manager at a time.
     """
 
     def __init__(
@@ -313,6 +314,11 @@ class RedisSharedState:
         self, link: FleetLink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Connect, sync, listen and write until cancelled; reconnect with backoff on outage."""
+        if self._stopped is not None and not self._stopped.is_set():
+            raise RuntimeError(
+                "this RedisSharedState is already running for another manager; "
+                "give each PlatformManager its own instance"
+            )
         self._wakeup = anyio.Event()
         self._stopping = stopping = anyio.Event()
         self._stopped = anyio.Event()
