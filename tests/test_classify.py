@@ -502,3 +502,26 @@ def test_a_429_with_retry_info_is_a_rate_limit_even_when_it_mentions_quota() -> 
 def test_an_exception_group_is_classified_by_its_first_leaf() -> None:
     group = ExceptionGroup("fan-out", [ExceptionGroup("inner", [CreditExhausted("dry")])])
     assert classify(group).kind is CREDIT
+
+
+def test_httpx_errors_get_the_provider_aware_reading_without_set_up() -> None:
+    # Gemini's 400 API_KEY_INVALID is a key problem only failover.http's body reading knows.
+    body = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"reason": "API_KEY_INVALID"}],
+        }
+    }
+    assert classify(http_error(400, body)).kind is ErrorKind.AUTH
+
+
+def test_an_attempts_repr_leaves_out_the_provider_error() -> None:
+    from failover import Attempt
+
+    attempt = Attempt(
+        "openai", "gpt", "text_generation", "failure", error=RuntimeError("key sk-secret-123456")
+    )
+    assert "sk-secret" not in repr(attempt)
+    assert attempt.error is not None

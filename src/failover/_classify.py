@@ -266,6 +266,14 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
         verdict = classifier(exc)
         if verdict is not None:
             return verdict
+    if type(exc).__module__.startswith("httpx"):
+        # httpx is failover's HTTP layer: its errors get the provider-aware reading of
+        # failover.http (body shapes, retry-after-ms, Gemini's RetryInfo) without any set-up.
+        from failover.http._classify import classify_http
+
+        verdict = classify_http(exc)
+        if verdict is not None:
+            return verdict
     if isinstance(exc, ExceptionGroup):
         # An operation that fans out (a task group) fails with a group: its first leaf speaks
         # for it, so a CreditExhausted inside still cools the platform.

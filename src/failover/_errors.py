@@ -11,7 +11,7 @@ A shallow hierarchy users can catch at the level they care about:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class Attempt:
     status_code: int | None = None
     duration: float | None = None
     skip_reason: str | None = None
-    error: BaseException | None = None
+    error: BaseException | None = field(default=None, repr=False, compare=False)
     last_resort: str | None = None
 
     def describe(self) -> str:
