@@ -21,16 +21,15 @@ overhead with pybreaker ``calling()``'s.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pybreaker
 
+from _harness import interleave
 from failover import PlatformManager, PlatformSpec, fallback
 
 OP = "text_generation"
@@ -74,34 +73,9 @@ def variants() -> dict[str, Callable[[], Awaitable[Any]]]:
     }
 
 
-async def time_round(call: Callable[[], Awaitable[Any]], calls: int) -> float:
-    """Mean nanoseconds per call over ``calls`` calls."""
-    clock = time.perf_counter_ns
-    started = clock()
-    for _ in range(calls):
-        await call()
-    return (clock() - started) / calls
-
-
 async def measure(calls: int, rounds: int) -> dict[str, float]:
-    """Median ns per call of every variant, rounds interleaved."""
-    timed = variants()
-    samples: dict[str, list[float]] = {name: [] for name in timed}
-    for call in timed.values():  # warm up caches and lazy set-up
-        await time_round(call, max(calls // 10, 100))
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        names = list(timed)
-        for round_number in range(rounds):
-            # Rotate the order each round, so no variant always runs right after another.
-            shift = round_number % len(names)
-            for name in names[shift:] + names[:shift]:
-                samples[name].append(await time_round(timed[name], calls))
-            gc.collect()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    """Median ns per call of every variant, rounds interleaved (``_harness.interleave``)."""
+    samples = await interleave(variants(), rounds, calls, warmup=max(calls // 10, 100))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
