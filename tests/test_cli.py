@@ -344,6 +344,21 @@ async def test_real_keys_in_the_environment_are_never_sent() -> None:
     assert "sk-real-looking" not in json.dumps(result.to_json())
 
 
+def test_demo_log_sink_scrubs_records_of_child_loggers() -> None:
+    """A child logger's record reaches the demo's sink without its parent's filter."""
+    import logging
+
+    from failover.cli import _library_logs
+
+    lines: list[str] = []
+    child = logging.getLogger("failover.tests.unfiltered_child")
+    with _library_logs(lines.append):
+        child.warning("provider said: Incorrect API key provided: sk-abcdef123456789")
+    assert lines == [
+        "failover.tests.unfiltered_child: provider said: Incorrect API key provided: [REDACTED]"
+    ]
+
+
 def _task_count() -> int:
     """Tasks alive in the current event loop (asyncio or trio)."""
     import sniffio

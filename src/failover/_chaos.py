@@ -17,7 +17,6 @@ Every injection is logged (``failover`` logger, WARNING) and marked on the attem
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import random
 import re
@@ -36,12 +35,13 @@ from failover._errors import (
     RateLimited,
     Transient,
 )
+from failover._scrub import get_logger
 
 if TYPE_CHECKING:
     from failover._clock import Clock
     from failover._spec import PlatformSpec
 
-logger = logging.getLogger("failover")
+logger = get_logger("failover")
 
 #: The environment variable read when a manager is built without ``chaos=``.
 ENV_CHAOS: Final = "FAILOVER_CHAOS"

@@ -24,6 +24,7 @@ import anyio
 from failover import __version__
 from failover._errors import ConfigError
 from failover._fleet_cli import add_health
+from failover._scrub import ScrubbingFilter, get_logger
 
 if TYPE_CHECKING:
     from failover._config_check import ConfigReport
@@ -105,8 +106,10 @@ def _library_logs(sink: Callable[[str], None] | None) -> Iterator[None]:
     Without this, Python's last-resort handler would print the library's warnings (a credit
     issue, a breaker opening) in the middle of the progress bar.
     """
-    logger = logging.getLogger("failover")
+    logger = get_logger("failover")
     handler = logging.NullHandler() if sink is None else _SinkHandler(sink)
+    # Records of child loggers reach this handler without passing the parent's filter.
+    handler.addFilter(ScrubbingFilter())
     old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.propagate = False

@@ -48,7 +48,6 @@ import base64
 import contextlib
 import http
 import json
-import logging
 import math
 import random
 import struct
@@ -64,6 +63,8 @@ import anyio
 import anyio.abc
 import h11
 
+from failover._scrub import get_logger
+
 __all__ = [
     "OPENAI_COMPATIBLE_PLATFORMS",
     "PLATFORMS",
@@ -73,7 +74,7 @@ __all__ = [
     "serve_forever",
 ]
 
-logger = logging.getLogger("failover.testing.fake_providers")
+logger = get_logger("failover.testing.fake_providers")
 
 #: Platforms that speak the OpenAI chat-completions protocol.
 OPENAI_COMPATIBLE_PLATFORMS: Final = ("openai", "groq", "xai", "together", "google")
