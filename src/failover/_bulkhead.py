@@ -101,10 +101,7 @@ class Limiter:
 
     async def acquire(self, clock: Clock) -> bool:
         """Take a slot, waiting up to ``max_wait`` on ``clock``; ``False`` if none came."""
-        if self.in_use < self.limit and not self._waiters:
-            self.in_use += 1
-            if self.in_use > self.peak:
-                self.peak = self.in_use
+        if self.try_acquire():
             return True
         if self.max_wait <= 0:
             return False
