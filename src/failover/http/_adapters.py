@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Final
-
-import httpx
+from typing import Any, ClassVar, Final, Unpack
 
 from failover._errors import Transient
 from failover._spec import PlatformSpec
 from failover.http._base import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUT,
+    AdapterOptions,
     ChatAdapter,
     InvalidArgument,
     Message,
@@ -41,6 +38,41 @@ ANTHROPIC_DEFAULT_MAX_TOKENS: Final = 1024
 ANTHROPIC_VERSION: Final = "2023-06-01"
 
 
+def _answer(
+    platform: PlatformSpec,
+    data: Any,
+    text: object,
+    finish: object,
+    usage_keys: tuple[str, str],
+) -> TextResult:
+    """A :class:`TextResult` from a whole answer's JSON; ``usage_keys`` name its input and
+    output token counts. Fields of the wrong type read as missing."""
+    usage = data.get("usage") or {}
+    model = data.get("model")
+    return TextResult(
+        text=text if isinstance(text, str) else "",
+        model=model if isinstance(model, str) and model else platform.model,
+        finish_reason=finish if isinstance(finish, str) else None,
+        input_tokens=optional_int(usage.get(usage_keys[0])),
+        output_tokens=optional_int(usage.get(usage_keys[1])),
+        platform=platform.name,
+    )
+
+
+class _StreamState:
+    """What a stream decoder remembers; subclasses add ``feed``."""
+
+    __slots__ = ("done", "finish_reason", "input_tokens", "model", "output_tokens", "scrub")
+
+    def __init__(self, scrub: Callable[[str], str]) -> None:
+        self.scrub = scrub
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.done = False
+
+
 def _json_event(event: ServerSentEvent) -> Any:
     try:
         return json.loads(event.data)
@@ -63,23 +95,10 @@ class OpenAICompatibleChat(ChatAdapter):
         self,
         base_url: str | None = None,
         *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        headers: Mapping[str, str] | None = None,
-        max_tokens: int | None = None,
         stream_usage: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
+        **options: Unpack[AdapterOptions],
     ) -> None:
-        super().__init__(
-            base_url,
-            timeout=timeout,
-            limits=limits,
-            headers=headers,
-            max_tokens=max_tokens,
-            transport=transport,
-            environ=environ,
-        )
+        super().__init__(base_url, **options)
         self.stream_usage = bool(stream_usage)
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -112,35 +131,22 @@ class OpenAICompatibleChat(ChatAdapter):
 
     def parse_result(self, platform: PlatformSpec, data: Any) -> TextResult:
         choice = data["choices"][0]
-        content = choice["message"].get("content")
-        usage = data.get("usage") or {}
-        model = data.get("model")
-        finish = choice.get("finish_reason")
-        return TextResult(
-            text=content if isinstance(content, str) else "",
-            model=model if isinstance(model, str) and model else platform.model,
-            finish_reason=finish if isinstance(finish, str) else None,
-            input_tokens=optional_int(usage.get("prompt_tokens")),
-            output_tokens=optional_int(usage.get("completion_tokens")),
-            platform=platform.name,
+        return _answer(
+            platform,
+            data,
+            choice["message"].get("content"),
+            choice.get("finish_reason"),
+            ("prompt_tokens", "completion_tokens"),
         )
 
     def stream_decoder(self, scrub: Callable[[str], str]) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(scrub)
 
 
-class OpenAIStreamDecoder:
+class OpenAIStreamDecoder(_StreamState):
     """``data: {chat.completion.chunk}`` events, then ``data: [DONE]``."""
 
-    __slots__ = ("done", "finish_reason", "input_tokens", "model", "output_tokens", "scrub")
-
-    def __init__(self, scrub: Callable[[str], str]) -> None:
-        self.scrub = scrub
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.done = False
+    __slots__ = ()
 
     def feed(self, event: ServerSentEvent) -> str | None:
         if event.data.strip() == "[DONE]":
@@ -229,35 +235,19 @@ class AnthropicMessages(ChatAdapter):
             for block in data["content"]
             if isinstance(block, Mapping) and block.get("type") == "text"
         )
-        usage = data.get("usage") or {}
-        model = data.get("model")
-        stop = data.get("stop_reason")
-        return TextResult(
-            text=text,
-            model=model if isinstance(model, str) and model else platform.model,
-            finish_reason=stop if isinstance(stop, str) else None,
-            input_tokens=optional_int(usage.get("input_tokens")),
-            output_tokens=optional_int(usage.get("output_tokens")),
-            platform=platform.name,
+        return _answer(
+            platform, data, text, data.get("stop_reason"), ("input_tokens", "output_tokens")
         )
 
     def stream_decoder(self, scrub: Callable[[str], str]) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(scrub)
 
 
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(_StreamState):
     """``message_start``, ``content_block_delta`` (text), ``message_delta`` (stop reason,
     output tokens), ``message_stop``; ``error`` events carry an Anthropic error body."""
 
-    __slots__ = ("done", "finish_reason", "input_tokens", "model", "output_tokens", "scrub")
-
-    def __init__(self, scrub: Callable[[str], str]) -> None:
-        self.scrub = scrub
-        self.model: str | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.done = False
+    __slots__ = ()
 
     def feed(self, event: ServerSentEvent) -> str | None:
         data = _json_event(event)

@@ -8,7 +8,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Final, Literal, Self, overload
+from typing import Any, ClassVar, Final, Literal, Self, TypedDict, overload
 
 import anyio
 import httpx
@@ -76,6 +76,17 @@ def check_options(max_tokens: object, temperature: object) -> None:
         or temperature < 0
     ):
         raise InvalidArgument(f"temperature must be a number >= 0, got {temperature!r}")
+
+
+class AdapterOptions(TypedDict, total=False):
+    """The keyword arguments every :class:`ChatAdapter` takes (a subclass adds its own)."""
+
+    timeout: httpx.Timeout | float
+    limits: httpx.Limits
+    headers: Mapping[str, str] | None
+    max_tokens: int | None
+    transport: httpx.AsyncBaseTransport | None
+    environ: Mapping[str, str] | None
 
 
 class ChatAdapter:
