@@ -320,3 +320,61 @@ async def test_deadline_cancels_every_lane_and_counts_nothing() -> None:
     assert sorted(a.outcome for a in failures[0].attempts) == ["cancelled"] * 3
     for name in ("alpha", "beta", "gamma"):
         assert health(manager, name)["failures"] == 0
+
+
+class Closable:
+    """An answer that must be closed when nobody reads it (like a stream)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_an_answer_arriving_with_the_winner_is_closed_not_leaked() -> None:
+    clock = FakeClock()
+    manager = make_manager(clock, Hedge(delay=1.0))
+    answers: list[Closable] = []
+
+    async def operation(platform: PlatformSpec) -> Closable:
+        # alpha starts at 0 and answers at 2; beta starts at 1 (the hedge) and answers at 2.
+        await clock.sleep(2.0 if platform.name == "alpha" else 1.0)
+        answers.append(Closable(platform.name))
+        return answers[-1]
+
+    out: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, manager, operation, out)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+    assert len(answers) == 2
+    ((result, platform),) = out
+    assert result is answers[0]
+    assert platform.name == answers[0].name
+    assert [answer.closed for answer in answers] == [False, True]
+
+
+async def test_an_answer_arriving_with_a_request_fault_still_answers_the_call() -> None:
+    from failover import BadRequest
+
+    clock = FakeClock()
+    manager = make_manager(clock, Hedge(delay=1.0))
+
+    async def operation(platform: PlatformSpec) -> str:
+        await clock.sleep(2.0 if platform.name == "alpha" else 1.0)
+        if platform.name == "beta":
+            raise BadRequest("malformed", reason="bad_request", status_code=400)
+        return "answer from alpha"
+
+    out: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, manager, operation, out)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+    assert [(result, spec.name) for result, spec in out] == [("answer from alpha", "alpha")]

@@ -17,6 +17,8 @@ Hedging trades money for latency: a hedged call may be billed by two or more pro
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +91,17 @@ class Hedge:
 NO_HEDGE = Hedge(max_hedges=0)
 
 
+async def _discard(result: Any) -> None:
+    """Close an answer nobody will read (a stream would otherwise hold its connection)."""
+    aclose = getattr(result, "aclose", None)
+    if aclose is None:
+        return
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        closing = aclose()
+        if inspect.isawaitable(closing):
+            await closing
+
+
 def _marked_as_hedge(func: Operation) -> Operation:
     """``func``, marking the attempt span it runs in as a hedge."""
 
@@ -134,22 +147,26 @@ async def hedged_walk(
     async def lane(pair: Pair, as_hedge: bool) -> None:
         nonlocal running, changed
         try:
-            winner.append(
-                await chain._walk(
-                    lanes[pair.spec.name],
-                    hedge_func if as_hedge else func,
-                    args,
-                    kwargs,
-                    context,
-                    tracer,
-                    None,
-                    attempts,
-                )
+            answer = await chain._walk(
+                lanes[pair.spec.name],
+                hedge_func if as_hedge else func,
+                args,
+                kwargs,
+                context,
+                tracer,
+                None,
+                attempts,
             )
         except AllPlatformsFailed:
             pass  # its attempts are recorded; the coordinator moves on
         except Exception as exc:
             fatal.append(exc)  # the request's own fault: the whole call ends with it
+        else:
+            if winner:
+                # Another lane answered in the same instant: nobody will read this answer.
+                await _discard(answer[0])
+            else:
+                winner.append(answer)
         finally:
             running -= 1
             changed.set()
@@ -200,7 +217,8 @@ async def hedged_walk(
 
     if call_span is not None:
         call_span.set_attribute("failover.hedges", hedges)
-    if fatal:
+    # An answer that arrived with a request fault of another lane still answers the call.
+    if fatal and not winner:
         raise fatal[0]
     tried = sum(1 for attempt in attempts if attempt.outcome != "skipped")
     if winner:
