@@ -163,7 +163,24 @@ class Chain:
         #: Set by the manager when state is shared across processes (probe leases, cool-downs).
         self.fleet: FleetLink | None = None
 
-    async def call(
+    def call(
+        self,
+        route: Route,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+    ) -> Awaitable[tuple[Any, PlatformSpec]]:
+        """The coroutine that runs one call down ``route``; await it.
+
+        A plain method handing back the walk's own coroutine while nothing is recorded and no
+        deadline is set: one coroutine frame less on the happy path.
+        """
+        if route.deadline is None and self.telemetry.quiet():
+            return self._walk(route, func, args, kwargs, context, None, None, [])
+        return self._observed_call(route, func, args, kwargs, context)
+
+    async def _observed_call(
         self,
         route: Route,
         func: Operation,
@@ -174,8 +191,6 @@ class Chain:
         tracer = self.telemetry.tracer()
         instruments = self.telemetry.instruments()
         if tracer is None and instruments is None:
-            if route.deadline is None:  # _run without its deadline scope: one frame less
-                return await self._walk(route, func, args, kwargs, context, None, None, [])
             return await self._run(route, func, args, kwargs, context, None, None)
         started = self.clock.now()
         span = None if tracer is None else self.telemetry.start_call(tracer, route.operation)

@@ -157,6 +157,8 @@ class Telemetry:
         "_explicit_tracer_provider",
         "_instruments",
         "_metrics_off",
+        "_peek_meter",
+        "_peek_tracer",
         "_tracer",
         "_tracing_off",
         "enabled",
@@ -181,6 +183,23 @@ class Telemetry:
         # tracers (OTEL_SDK_DISABLED): a global provider cannot be replaced once set.
         self._tracing_off = not enabled
         self._metrics_off = not enabled
+        # Whether reading the API's global is enough to know that nobody listens.
+        self._peek_tracer = _PEEK_TRACER_PROVIDER and tracer_provider is None
+        self._peek_meter = _PEEK_METER_PROVIDER and meter_provider is None
+
+    def quiet(self) -> bool:
+        """``True`` when a call would record nothing: no tracer and no instruments.
+
+        The chain's per-call check, in one method call: ``tracer() is None and
+        instruments() is None``, without those calls while nothing is installed.
+        """
+        if self._tracer is not None or self._instruments is not None:
+            return False
+        if (self._tracing_off or (self._peek_tracer and otel_trace._TRACER_PROVIDER is None)) and (
+            self._metrics_off or (self._peek_meter and _metrics_internal._METER_PROVIDER is None)
+        ):
+            return True
+        return self.tracer() is None and self.instruments() is None
 
     def tracer(self) -> Tracer | None:
         """The tracer to use for this call, or ``None`` to skip span work."""
