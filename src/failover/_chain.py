@@ -353,8 +353,9 @@ class Chain:
                         raise
                     error = exc
                 else:
-                    duration = clock.now() - started
-                    self.succeeded(pair, permit, duration)
+                    ended = clock.now()
+                    duration = ended - started
+                    self.succeeded(pair, permit, duration, ended)
                     if policies is not None:
                         policies.observe(pair, True, duration, result)
                     if call_span is not None:
@@ -501,22 +502,40 @@ class Chain:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def succeeded(self, pair: Pair, permit: Permit | None, duration: float | None) -> None:
-        """Record a success; ``permit`` is ``None`` for an outcome reported by hand."""
+    def succeeded(
+        self,
+        pair: Pair,
+        permit: Permit | None,
+        duration: float | None,
+        now: float | None = None,
+    ) -> None:
+        """Record a success; ``permit`` is ``None`` for an outcome reported by hand.
+
+        ``now`` is the clock reading the attempt ended at, when the caller has one (the
+        chain does): the success is stamped with it instead of reading the clock again.
+        """
         breaker = pair.breaker
         had_failures = breaker.consecutive_failures
         if permit is None:
             breaker.report_success()
-        else:
+        elif permit.is_probe:
             breaker.on_success(permit)
-            if permit.is_probe and self.fleet is not None:
+            if self.fleet is not None:
                 self.fleet.probe_ended(permit)
+        elif had_failures:  # a closed permit on a pair without failures changes nothing
+            breaker.on_success(permit)
         if had_failures:
             pair.record_failure_counters()
         if self.settings.monitoring_enabled:
-            pair.stats.record_success(self.clock.now(), duration, pair.spec.estimated_cost)
+            pair.stats.record_success(
+                self.clock.now() if now is None else now, duration, pair.spec.estimated_cost
+            )
             if duration is not None:
-                self._count(pair, "success", duration)
+                instruments = self.telemetry.instruments()
+                if instruments is not None:
+                    attributes = pair.metric_attributes["success"]
+                    instruments.attempts.add(1, attributes)
+                    instruments.attempt_duration.record(duration, attributes)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
 
