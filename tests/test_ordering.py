@@ -244,3 +244,30 @@ def test_strategy_settings_are_validated() -> None:
         BudgetOrder({})
     with pytest.raises(ConfigError, match="period"):
         BudgetOrder({"alpha": 1.0}, period=0)
+
+
+async def test_a_strategy_that_fails_to_observe_does_not_fail_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cost callback that cannot read the answer: the answer still reaches the caller."""
+
+    def cost(platform: PlatformSpec, result: Any) -> float:
+        return float(result["usage"]["cost"])  # this answer has no usage: KeyError
+
+    strategy = BudgetOrder({"alpha": 1.0}, cost=cost)
+    manager = PlatformManager(
+        {OP: specs("alpha", "beta", cost=0.01)}, clock=FakeClock(), environ={}, ordering=strategy
+    )
+
+    async def operation(platform: PlatformSpec) -> dict[str, str]:
+        return {"text": f"answer from {platform.name}"}
+
+    with caplog.at_level("WARNING", logger="failover"):
+        result, platform = await manager.with_fallback(OP, operation)
+    assert (result, platform.name) == ({"text": "answer from alpha"}, "alpha")
+    assert manager.get_health_status()["alpha"]["total_requests"] == 1
+    assert strategy.spent("alpha") == 0.0
+    warnings = [r.getMessage() for r in caplog.records if "failed to observe" in r.getMessage()]
+    assert warnings == [
+        "Ordering strategy BudgetOrder failed to observe text_generation on alpha: KeyError"
+    ]

@@ -16,6 +16,7 @@ from failover._bulkhead import SKIP_BULKHEAD_FULL, Bulkhead, Limiter
 from failover._chain import Route, cost_order, priority_order
 from failover._chaos import Chaos, ChaosControl
 from failover._ordering import Observation, annotate_order, order_reason, ordering_name
+from failover._scrub import get_logger
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from failover._errors import Attempt
     from failover._hedge import Hedge
     from failover._pair import Pair
+
+logger = get_logger("failover")
 
 
 class RoutePolicies:
@@ -156,8 +159,20 @@ class RoutePolicies:
         error: BaseException | None = None,
     ) -> None:
         observer = self.observer
-        if observer is not None:
+        if observer is None:
+            return
+        try:
             observer(Observation(pair.spec, pair.operation, ok, duration, result, error))
+        except Exception as exc:
+            # The attempt's outcome is already booked: a strategy's bookkeeping error must not
+            # turn an answer into a failed call, nor replace the provider's error.
+            logger.warning(
+                "Ordering strategy %s failed to observe %s on %s: %s",
+                ordering_name(getattr(observer, "__self__", observer)),
+                pair.operation,
+                pair.spec.name,
+                type(exc).__qualname__,
+            )
 
 
 def build_limiters(pairs: Iterable[Pair]) -> dict[tuple[str, str], Limiter]:
