@@ -261,14 +261,10 @@ class ChatAdapter:
         platform); after it, a failure raises :class:`StreamInterrupted`.
         """
         body = self._body(platform, messages, True, max_tokens, temperature, extra)
+        scrub = self._scrub(platform)
+        decoder = self.stream_decoder(scrub)  # before the request: nothing to close if it fails
         response = await self._send(platform, body, stream=True)
-        stream = TextStream(
-            platform.name,
-            platform.model,
-            response,
-            self.stream_decoder(self._scrub(platform)),
-            self._scrub(platform),
-        )
+        stream = TextStream(platform.name, platform.model, response, decoder, scrub)
         self._streams.add(stream)
         await stream.start()
         record_on_span(stream.model, stream.finish_reason, stream.input_tokens, None)
