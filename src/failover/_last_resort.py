@@ -199,20 +199,53 @@ class LastResort:
         call_span: Span | None,
         attempts: list[Attempt],
     ) -> tuple[Any, PlatformSpec]:
-        """Called by the chain when it walked ``order`` and tried nothing."""
-        operation = route.operation
+        """Called by the chain when it walked ``order`` and tried nothing: take a probe (or
+        wait for a platform), then make the one attempt the last resort allows. Its outcome
+        counts as any attempt's."""
         clock = chain.clock
         if any(pair.unavailable_reason(clock) is None for pair in order):
             # Passed over for another reason (a full bulkhead, a probe lease another process
             # holds): not the situation this is for.
-            raise AllPlatformsFailed(operation, attempts)
+            raise AllPlatformsFailed(route.operation, attempts)
         if self.mode == "wait":
-            admitted = await self._wait(chain, route, order, call_span, attempts)
+            probe = await self._wait(chain, route, order, call_span, attempts)
         else:
-            admitted = await self._probe(chain, route, order, call_span, attempts)
-        return await self._send(
-            chain, route, admitted, func, args, kwargs, tracer, call_span, attempts
-        )
+            probe = await self._probe(chain, route, order, call_span, attempts)
+        pair = probe.candidate.pair
+        slot = await self._slot(chain, route, probe, call_span, attempts)
+        started = clock.now()
+        try:
+            if tracer is None:
+                result = await chain._attempt(pair, probe.permit, func, args, kwargs)
+            else:
+                result = await chain._traced_attempt(
+                    tracer, pair, probe.permit, func, args, kwargs, 1
+                )
+        except BaseException as exc:
+            duration = clock.now() - started
+            if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
+                _give_back(chain, probe)
+                attempts.append(
+                    Attempt(
+                        pair.spec.name,
+                        pair.spec.model,
+                        route.operation,
+                        "cancelled",
+                        attempt=1,
+                        duration=duration,
+                        last_resort=self.mode,
+                    )
+                )
+                chain._count(pair, "cancelled", duration)
+                raise
+            error = exc
+        else:
+            self._answered(chain, route, probe, result, clock.now() - started, call_span, attempts)
+            return result, pair.spec
+        finally:
+            if slot is not None:
+                slot.release()
+        raise self._failure(chain, route, probe, error, duration, call_span, attempts)
 
     # -- "probe_soonest" ---------------------------------------------------------------------
 
@@ -269,89 +302,78 @@ class LastResort:
 
     # -- one request -------------------------------------------------------------------------
 
-    async def _send(
+    @staticmethod
+    async def _slot(
+        chain: Chain,
+        route: Route,
+        probe: Probe,
+        call_span: Span | None,
+        attempts: list[Attempt],
+    ) -> Limiter | None:
+        """A bulkhead bounds the last resort's request like any other: its slot, ``None``
+        without a bulkhead; a full one gives the probe back and ends the call."""
+        if route.policies is None:
+            return None
+        pair = probe.candidate.pair
+        try:
+            taken = await route.policies.slot(pair, chain.clock)
+        except BaseException:
+            _give_back(chain, probe)
+            raise
+        if isinstance(taken, str):
+            _give_back(chain, probe)
+            chain._skipped(pair, taken, attempts, call_span)
+            raise AllPlatformsFailed(
+                route.operation,
+                attempts,
+                reason=f"every platform unavailable; the last resort, {pair.spec.name}, is {taken}",
+            )
+        return taken
+
+    def _answered(
         self,
         chain: Chain,
         route: Route,
         probe: Probe,
-        func: Operation,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        tracer: Tracer | None,
+        result: Any,
+        duration: float,
         call_span: Span | None,
         attempts: list[Attempt],
-    ) -> tuple[Any, PlatformSpec]:
-        """Make the one attempt the last resort allows; its outcome counts as any attempt's."""
-        clock = chain.clock
-        operation = route.operation
+    ) -> None:
+        """Book the answered attempt."""
         pair = probe.candidate.pair
-        spec = pair.spec
-        permit = probe.permit
-        slot: Limiter | None = None
+        probe.end(True)
+        chain.succeeded(pair, probe.permit, duration)
         if route.policies is not None:
-            # A bulkhead bounds the last resort's request like any other.
-            try:
-                taken = await route.policies.slot(pair, clock)
-            except BaseException:
-                _give_back(chain, probe)
-                raise
-            if isinstance(taken, str):
-                _give_back(chain, probe)
-                chain._skipped(pair, taken, attempts, call_span)
-                raise AllPlatformsFailed(
-                    operation,
-                    attempts,
-                    reason=f"every platform unavailable; the last resort, {spec.name}, is {taken}",
-                )
-            slot = taken
-        started = clock.now()
-        try:
-            if tracer is None:
-                result = await chain._attempt(pair, permit, func, args, kwargs)
-            else:
-                result = await chain._traced_attempt(tracer, pair, permit, func, args, kwargs, 1)
-        except BaseException as exc:
-            duration = clock.now() - started
-            if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
-                _give_back(chain, probe)
-                attempts.append(
-                    Attempt(
-                        spec.name,
-                        spec.model,
-                        operation,
-                        "cancelled",
-                        attempt=1,
-                        duration=duration,
-                        last_resort=self.mode,
-                    )
-                )
-                chain._count(pair, "cancelled", duration)
-                raise
-            error = exc
-        else:
-            duration = clock.now() - started
-            probe.end(True)
-            chain.succeeded(pair, permit, duration)
-            if route.policies is not None:
-                route.policies.observe(pair, True, duration, result)
-            self._summarize(call_span, pair, attempts, answered=True)
-            logger.info(
-                "Last resort for %s: %s answered after %.2fs", operation, spec.name, duration
-            )
-            return result, spec
-        finally:
-            if slot is not None:
-                slot.release()
+            route.policies.observe(pair, True, duration, result)
+        self._summarize(call_span, pair, attempts, answered=True)
+        logger.info(
+            "Last resort for %s: %s answered after %.2fs", route.operation, pair.spec.name, duration
+        )
+
+    def _failure(
+        self,
+        chain: Chain,
+        route: Route,
+        probe: Probe,
+        error: Exception,
+        duration: float,
+        call_span: Span | None,
+        attempts: list[Attempt],
+    ) -> Exception:
+        """Book the failed attempt; the exception the call ends with."""
+        pair = probe.candidate.pair
+        clock = chain.clock
         verdict = classify(error, pair.classifiers)
         probe.end(False)
-        chain.failed(pair, permit, verdict, duration)
+        chain.failed(pair, probe.permit, verdict, duration)
         if route.policies is not None:
             route.policies.observe(pair, False, duration, None, error)
         attempts.append(
             Attempt(
-                spec.name,
-                spec.model,
-                operation,
+                pair.spec.name,
+                pair.spec.model,
+                route.operation,
                 "failure",
                 attempt=1,
                 error_type=type(error).__qualname__,
@@ -366,8 +388,8 @@ class LastResort:
         after = recovery(pair, clock.now())
         logger.warning(
             "Last resort for %s: %s failed too (%s, %s)%s",
-            operation,
-            spec.name,
+            route.operation,
+            pair.spec.name,
             type(error).__qualname__,
             verdict.kind.value,
             ""
@@ -375,11 +397,11 @@ class LastResort:
             else f"; unavailable for {after.usable_at - clock.now():.1f}s more ({after.reason})",
         )
         if verdict.kind is ErrorKind.REQUEST and verdict.reason not in chain.settings.continue_on:
-            raise error
-        raise AllPlatformsFailed(
-            operation,
+            return error
+        return AllPlatformsFailed(
+            route.operation,
             attempts,
-            reason=f"every platform unavailable; the last resort, {spec.name}, failed",
+            reason=f"every platform unavailable; the last resort, {pair.spec.name}, failed",
         )
 
     @staticmethod
