@@ -229,3 +229,12 @@ async def test_injections_are_marked_in_spans_and_logs(
     messages = [record.getMessage() for record in caplog.records]
     assert "Chaos: injecting latency into alpha for image_editing" in messages
     assert "Chaos: injecting fault into alpha for image_editing" in messages
+
+
+async def test_an_async_result_factory_is_awaited() -> None:
+    async def fake(platform: PlatformSpec) -> str:
+        return f"fake from {platform.name}"
+
+    manager = make_manager(chaos=Chaos(result_rate=1.0, result=fake))
+    result, spec = await manager.with_fallback(OP, Counting())
+    assert (result, spec.name) == ("fake from alpha", "alpha")

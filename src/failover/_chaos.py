@@ -17,6 +17,7 @@ Every injection is logged (``failover`` logger, WARNING) and marked on the attem
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import random
 import re
@@ -137,8 +138,9 @@ class Chaos:
     Per call and per matching platform, independently: with probability ``latency_rate``
     wait ``latency`` seconds first; with ``fault_rate`` raise ``fault`` instead of calling
     the operation; with ``result_rate`` return ``result`` instead of calling it (a callable
-    ``result`` is called with the platform). ``platforms``/``operations`` limit where it
-    applies (``None``: everywhere). ``seed`` makes the dice reproducible.
+    ``result`` is called with the platform, and awaited if it returns an awaitable).
+    ``platforms``/``operations`` limit where it applies (``None``: everywhere). ``seed`` makes
+    the dice reproducible.
     """
 
     fault_rate: float = 0.0
@@ -256,11 +258,10 @@ class ChaosControl:
                 if rule.result_rate and dice() < rule.result_rate:
                     _mark("result", platform, operation, injected)
                     value = rule.result
-                    return value(platform) if callable(value) else value
+                    result = value(platform) if callable(value) else value
+                    return await result if inspect.isawaitable(result) else result
             result = func(platform, *args, **kwargs)
-            if hasattr(result, "__await__"):
-                return await result
-            return result
+            return await result if inspect.isawaitable(result) else result
 
         return chaotic
 
