@@ -118,11 +118,8 @@ class FallbackFunction(Generic[P, R]):
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
-        manager = self._manager
-        if manager is None:
-            manager = _process_default()
         target = self._dispatch if self._implementations else self.__wrapped__
-        return await manager._start_call(self.operation, target, args, kwargs)
+        return await self.manager._start_call(self.operation, target, args, kwargs)
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Awaitable[R]:
         implementation = self._implementations.get(platform.name, self.__wrapped__)
