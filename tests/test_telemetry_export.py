@@ -263,6 +263,19 @@ def test_configure_rejects_bad_arguments() -> None:
         configure(headers={"x": 1}, set_global=False)  # type: ignore[dict-item]
 
 
+def test_a_bad_headers_argument_does_not_echo_header_values() -> None:
+    token = "hcaik_0123456789abcdefSECRET"
+    with pytest.raises(ConfigError) as raised:
+        configure(
+            headers={"x-honeycomb-team": token, "x-port": 4318},  # type: ignore[dict-item]
+            set_global=False,
+        )
+    assert token not in str(raised.value)
+    assert str(raised.value) == (
+        "headers must be a mapping of strings to strings; the value of 'x-port' is of type int"
+    )
+
+
 def test_configure_honours_otel_service_name_and_exporter_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -132,13 +132,8 @@ def configure(
             f"service_name must be a non-empty string, got {service_name!r}", key="service_name"
         )
     base = _base_url(endpoint)
-    if headers is not None and (
-        not isinstance(headers, Mapping)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
-    ):
-        raise ConfigError(
-            f"headers must be a mapping of strings to strings, got {headers!r}", key="headers"
-        )
+    if headers is not None:
+        _check_headers(headers)
     if metric_export_interval is not None and (
         isinstance(metric_export_interval, bool)
         or not isinstance(metric_export_interval, int | float)
@@ -161,6 +156,26 @@ def configure(
                 otel_metrics.set_meter_provider(export.meter_provider)
             _installed = export
         return export
+
+
+def _check_headers(headers: object) -> None:
+    """A mapping of strings to strings; the error names the header, never a value (OTLP
+    headers usually carry the collector's API key)."""
+    if not isinstance(headers, Mapping):
+        raise ConfigError(
+            f"headers must be a mapping of strings to strings, got {type(headers).__name__}",
+            key="headers",
+        )
+    for name, value in headers.items():
+        if not isinstance(name, str):
+            problem = f"a header name is of type {type(name).__name__}"
+        elif not isinstance(value, str):
+            problem = f"the value of {name!r} is of type {type(value).__name__}"
+        else:
+            continue
+        raise ConfigError(
+            f"headers must be a mapping of strings to strings; {problem}", key="headers"
+        )
 
 
 def _base_url(endpoint: str | None) -> str | None:
