@@ -263,7 +263,7 @@ class Chain:
         reason: str | None = None
         policies = route.policies
         if policies is None:
-            order = route.order(context)
+            order = route.pairs if route.ordering is None else route.order(context)
             if call_span is not None:
                 annotate_order(call_span, order, order_reason(route.ordering, context))
         else:
