@@ -378,3 +378,23 @@ async def test_an_answer_arriving_with_a_request_fault_still_answers_the_call() 
         await anyio.wait_all_tasks_blocked()
         clock.advance(1.0)
     assert [(result, spec.name) for result, spec in out] == [("answer from alpha", "alpha")]
+
+
+async def test_one_shared_answer_handed_back_by_both_lanes_is_not_closed() -> None:
+    clock = FakeClock()
+    manager = make_manager(clock, Hedge(delay=1.0))
+    shared = Closable("shared")
+
+    async def operation(platform: PlatformSpec) -> Closable:
+        await clock.sleep(2.0 if platform.name == "alpha" else 1.0)
+        return shared
+
+    out: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, manager, operation, out)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1.0)
+    assert out[0][0] is shared
+    assert shared.closed is False

@@ -163,8 +163,10 @@ async def hedged_walk(
             fatal.append(exc)  # the request's own fault: the whole call ends with it
         else:
             if winner:
-                # Another lane answered in the same instant: nobody will read this answer.
-                await _discard(answer[0])
+                # Another lane answered in the same instant: nobody will read this answer
+                # (unless both lanes handed back one shared object).
+                if answer[0] is not winner[0][0]:
+                    await _discard(answer[0])
             else:
                 winner.append(answer)
         finally:
