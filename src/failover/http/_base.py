@@ -38,6 +38,36 @@ Message = Mapping[str, Any]
 _RESERVED_FIELDS: Final = frozenset({"model", "messages", "stream", "stream_options"})
 
 
+class RequestBody(httpx.ByteStream):
+    """An in-memory request body that httpx iterates without an async generator.
+
+    httpx's own ``ByteStream.__aiter__`` is an async generator: an attempt cancelled while its
+    body is being written (attempt timeout, deadline, the caller) leaves the generator
+    unfinished, and trio warns when it is collected (encode/httpx#3686). A plain iterator has
+    nothing left to finish.
+    """
+
+    def __aiter__(self) -> _OneChunk:
+        return _OneChunk(self._stream)
+
+
+class _OneChunk:
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = self._chunk
+        if chunk is None:
+            raise StopAsyncIteration
+        self._chunk = None
+        return chunk
+
+
 class InvalidArgument(BadRequest, TypeError):
     """An argument of a text-generation call is malformed. As a :class:`BadRequest` the
     fallback chain raises it at once instead of trying every platform with it."""
@@ -352,6 +382,7 @@ class ChatAdapter:
         request = client.build_request(
             "POST", self.path, json=body, headers=self._key_headers(platform)
         )
+        request.stream = RequestBody(request.content)
         scrub = self._scrub(platform)
         try:
             response = await client.send(request, stream=stream)
