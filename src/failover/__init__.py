@@ -119,5 +119,9 @@ def set_default_manager(manager: PlatformManager | None) -> None:
     """Replace the process default (``None``: rebuild from the environment on next use)."""
     global _default
     if manager is not None and not isinstance(manager, PlatformManager):
-        raise ConfigError(f"expected a PlatformManager, got {type(manager).__name__}")
+        raise ConfigError(
+            f"set_default_manager(manager=...): expected a PlatformManager, "
+            f"got {type(manager).__name__}",
+            key="manager",
+        )
     _default = manager
