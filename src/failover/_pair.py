@@ -94,10 +94,10 @@ class Pair:
     __slots__ = (
         "_environ",
         "_key_present",
+        "_metric_attributes",
         "breaker",
         "classifiers",
         "cooldown",
-        "metric_attributes",
         "mirror",
         "operation",
         "platform",
@@ -127,14 +127,24 @@ class Pair:
         self.cooldown = Cooldown()
         self._environ = os.environ if environ is None else environ
         self._key_present = spec.api_key_env is None
-        self.metric_attributes: dict[str, dict[str, str]] = {
-            outcome: {
-                "failover.platform": spec.name,
-                "failover.operation": operation,
-                "failover.outcome": outcome,
+        self._metric_attributes: dict[str, dict[str, str]] | None = None
+
+    @property
+    def metric_attributes(self) -> dict[str, dict[str, str]]:
+        """Metric attributes by outcome, built on first use: only when metrics are recorded
+        (five dicts a pair cost more memory than the rest of an idle pair's bookkeeping)."""
+        attributes = self._metric_attributes
+        if attributes is None:
+            spec = self.spec
+            attributes = self._metric_attributes = {
+                outcome: {
+                    "failover.platform": spec.name,
+                    "failover.operation": self.operation,
+                    "failover.outcome": outcome,
+                }
+                for outcome in ("success", "failure", "cancelled", "skipped")
             }
-            for outcome in ("success", "failure", "cancelled", "skipped")
-        }
+        return attributes
 
     @property
     def key(self) -> tuple[str, str]:
