@@ -130,6 +130,9 @@ def build_specs(priorities: Priorities) -> dict[str, list[PlatformSpec]]:
         for entry in entries:
             name = entry.name if isinstance(entry, PlatformSpec) else _entry_name(operation, entry)
             operations_by_name.setdefault(name, set()).add(operation)
+    # One frozenset per platform, shared by its specs (with many operations, a copy per spec
+    # would cost more memory than the rest of the pair).
+    operation_types = {name: frozenset(names) for name, names in operations_by_name.items()}
     result: dict[str, list[PlatformSpec]] = {}
     for operation, entries in priorities.items():
         seen: set[str] = set()
@@ -138,14 +141,14 @@ def build_specs(priorities: Priorities) -> dict[str, list[PlatformSpec]]:
             if isinstance(entry, PlatformSpec):
                 spec = entry
                 if not spec.operation_types:
-                    spec = _replace(spec, operation_types=frozenset(operations_by_name[spec.name]))
+                    spec = _replace(spec, operation_types=operation_types[spec.name])
             else:
                 name, model = entry  # validated by _entry_name
                 known = known_platform(name)
                 spec = PlatformSpec(
                     name=name,
                     model=model,
-                    operation_types=frozenset(operations_by_name[name]),
+                    operation_types=operation_types[name],
                     priority=index,
                     estimated_cost=known.estimated_cost if known else 0.0,
                     estimated_time=known.estimated_time if known else 0.0,
