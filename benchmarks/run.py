@@ -267,6 +267,23 @@ def table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> list[str]:
     out: list[str] = []
+    if found:
+        out += ["### Goals", ""]
+        out += [
+            *table(
+                ["goal", "measured", "limit", ""],
+                [
+                    [
+                        goal.name,
+                        f"{goal.measured:.2f}{goal.unit}",
+                        f"<= {goal.limit:g}{goal.unit}",
+                        "met" if goal.met else "**missed**",
+                    ]
+                    for goal in found
+                ],
+            ),
+            "",
+        ]
     if "happy" in results:
         for backend, happy in results["happy"].items():
             out += [f"### Happy path, {backend}", ""]
@@ -399,23 +416,6 @@ def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> li
             f"{imported['process_ms'].text(1, ' ms')} against "
             f"{imported['empty_interpreter_ms'].text(1, ' ms')} for an empty interpreter "
             f"({imported['repeats']} runs).",
-            "",
-        ]
-    if found:
-        out += ["### Goals", ""]
-        out += [
-            *table(
-                ["goal", "measured", "limit", ""],
-                [
-                    [
-                        goal.name,
-                        f"{goal.measured:.2f}{goal.unit}",
-                        f"<= {goal.limit:g}{goal.unit}",
-                        "met" if goal.met else "**missed**",
-                    ]
-                    for goal in found
-                ],
-            ),
             "",
         ]
     return out
