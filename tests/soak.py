@@ -67,7 +67,12 @@ from failover import (
     Retry,
     classify,
 )
-from failover.http import AnthropicMessages, OpenAICompatibleChat, TextGeneration
+from failover.http import (
+    DEFAULT_LIMITS,
+    AnthropicMessages,
+    OpenAICompatibleChat,
+    TextGeneration,
+)
 from failover.testing import Behaviour, FakeProviderServer
 
 TEXT = "text_generation"
@@ -83,10 +88,10 @@ MESSAGES = [{"role": "user", "content": "a short poem about resilience"}]
 
 #: The behaviours the chaos task switches between, with their weights.
 CHAOS: dict[str, tuple[Behaviour, int]] = {
-    "healthy": (Behaviour.healthy(latency=0.002, jitter=0.002), 40),
+    "healthy": (Behaviour.healthy(latency=0.002, jitter=0.002), 50),
     "5xx": (Behaviour.flaky(0.5, status=500), 12),
     "overloaded": (Behaviour.overloaded(), 8),
-    "hang": (Behaviour.hanging(), 5),
+    "hang": (Behaviour.hanging(), 4),
     "rate_limited": (Behaviour.rate_limited(retry_after=1), 12),
     "out_of_credits": (Behaviour.out_of_credits(), 10),
     "bad_key": (Behaviour.bad_key(), 10),
@@ -104,7 +109,7 @@ SERVER_OUTCOME = {
 }
 FAULT_OUTCOMES = ("error_500", "overloaded", "hang", "rate_limited", "credit", "auth")
 
-ATTEMPT_TIMEOUT = 1.5
+ATTEMPT_TIMEOUT = 4.0
 
 
 def canary_keys() -> dict[str, str]:
@@ -136,9 +141,8 @@ class TracingTransport(httpx.AsyncBaseTransport):
     """A real transport that marks the current attempt sent/answered via httpcore's trace."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=2_000, max_keepalive_connections=2_000)
-        )
+        # The adapters' own default pool (100 connections per platform), as users get it.
+        self.inner = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         record = CURRENT.get()
@@ -277,7 +281,7 @@ async def run_soak(
     concurrency: int = 200,
     *,
     seed: int = 1,
-    switch_every: float = 0.05,
+    switch_every: float = 0.1,
     keep_spans: bool = False,
     keys: Mapping[str, str] | None = None,
 ) -> SoakReport:
@@ -316,10 +320,12 @@ async def run_soak(
             manager = PlatformManager(
                 {TEXT: list(MODELS.items())},
                 failure_threshold=3,
-                cache_ttl_seconds=0.3,
-                auth_cooldown_seconds=0.6,
-                rate_limit_max_seconds=0.3,
-                probe_lease_seconds=0.5,
+                cache_ttl_seconds=0.5,
+                auth_cooldown_seconds=1.0,
+                rate_limit_max_seconds=0.5,
+                probe_lease_seconds=ATTEMPT_TIMEOUT + 1,
+                when_all_unavailable="wait",
+                max_wait=1.0,
                 max_attempts=12,
                 policy=Policy(
                     retry=Retry(tenacity.stop_after_attempt(2), tenacity.wait_fixed(0.005)),
