@@ -133,7 +133,7 @@ async def hedged_walk(
     settings = chain.settings
     pending = list(order)
     pending.reverse()  # pop() takes the next platform
-    hedge_func = _marked_as_hedge(func)
+    hedge_func: Operation | None = None  # made when the first hedge starts
     running = 0
     started_lanes = 0
     hedges = 0
@@ -144,12 +144,12 @@ async def hedged_walk(
     fatal: list[Exception] = []
     changed = anyio.Event()
 
-    async def lane(pair: Pair, as_hedge: bool) -> None:
+    async def lane(pair: Pair, lane_func: Operation) -> None:
         nonlocal running, changed
         try:
             answer = await chain._walk(
                 lanes[pair.spec.name],
-                hedge_func if as_hedge else func,
+                lane_func,
                 args,
                 kwargs,
                 context,
@@ -190,11 +190,15 @@ async def hedged_walk(
                 pair = next_usable()
                 if pair is None:
                     break
-                as_hedge = running > 0
+                lane_func = func
+                if running:  # started beside a running lane: a hedge
+                    if hedge_func is None:
+                        hedge_func = _marked_as_hedge(func)
+                    lane_func = hedge_func
                 running += 1
                 started_lanes += 1
                 last_start, last_pair = clock.now(), pair
-                lanes_group.start_soon(lane, pair, as_hedge)
+                lanes_group.start_soon(lane, pair, lane_func)
             if running == 0:
                 break
             changed = anyio.Event()
