@@ -605,9 +605,7 @@ class Chain:
     def _skipped(
         self, pair: Pair, reason: str, attempts: list[Attempt], call_span: Span | None
     ) -> None:
-        attempts.append(
-            Attempt(pair.spec.name, pair.spec.model, pair.operation, "skipped", skip_reason=reason)
-        )
+        attempts.append(pair.skip_record(reason))
         self.telemetry.skipped(call_span, pair.spec.name, pair.operation, reason)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

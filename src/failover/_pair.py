@@ -13,6 +13,7 @@ from typing import Final
 from failover._breaker import BreakerState, PairBreaker, Permit, PybreakerMirror
 from failover._classify import Classifier, ErrorKind
 from failover._clock import Clock
+from failover._errors import Attempt
 from failover._health import PairStats
 from failover._policies import ResolvedPolicy
 from failover._spec import PlatformSpec
@@ -95,6 +96,7 @@ class Pair:
         "_environ",
         "_key_present",
         "_metric_attributes",
+        "_skip_records",
         "breaker",
         "classifiers",
         "cooldown",
@@ -128,6 +130,24 @@ class Pair:
         self._environ = os.environ if environ is None else environ
         self._key_present = spec.api_key_env is None
         self._metric_attributes: dict[str, dict[str, str]] | None = None
+        self._skip_records: dict[str, Attempt] | None = None
+
+    def skip_record(self, reason: str) -> Attempt:
+        """The :class:`Attempt` recording that this pair was skipped for ``reason``.
+
+        Attempts are frozen, so one record per reason is shared by every call that skips the
+        pair: passing over an open platform allocates nothing once it has been skipped before.
+        """
+        records = self._skip_records
+        if records is None:
+            records = self._skip_records = {}
+        record = records.get(reason)
+        if record is None:
+            spec = self.spec
+            record = records[reason] = Attempt(
+                spec.name, spec.model, self.operation, "skipped", skip_reason=reason
+            )
+        return record
 
     @property
     def metric_attributes(self) -> dict[str, dict[str, str]]:
