@@ -623,6 +623,8 @@ async def scale(
 
 # -- import time --------------------------------------------------------------------------------
 
+#: What the library core needs before any of its own code runs.
+_DEPENDENCIES = "import anyio, pybreaker, tenacity, opentelemetry.trace, opentelemetry.metrics"
 _IMPORTTIME = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s+(\S.*)$")
 
 
@@ -631,6 +633,7 @@ def import_time(repeats: int) -> dict[str, Any]:
     cumulative_ms: list[float] = []
     process_ms: list[float] = []
     empty_ms: list[float] = []
+    dependencies_ms: list[float] = []
     for repeat in range(repeats + 1):
         started = time.perf_counter()
         done = subprocess.run(
@@ -643,6 +646,9 @@ def import_time(repeats: int) -> dict[str, Any]:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         empty = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _DEPENDENCIES], check=True)
+        dependencies = time.perf_counter() - started
         if repeat == 0:
             continue  # the first run may compile bytecode
         for line in done.stderr.splitlines():
@@ -651,10 +657,12 @@ def import_time(repeats: int) -> dict[str, Any]:
                 cumulative_ms.append(int(match.group(2)) / 1000)
         process_ms.append(elapsed * 1000)
         empty_ms.append(empty * 1000)
+        dependencies_ms.append(dependencies * 1000)
     return {
         "importtime_cumulative_ms": Spread.of(cumulative_ms),
         "process_ms": Spread.of(process_ms),
         "empty_interpreter_ms": Spread.of(empty_ms),
+        "dependencies_only_ms": Spread.of(dependencies_ms),
         "repeats": repeats,
     }
 
