@@ -538,3 +538,23 @@ class BreakerMachine(RuleBasedStateMachine):
 
 
 TestBreakerMachine = BreakerMachine.TestCase
+
+
+def test_an_elapsed_open_with_an_early_probe_out_does_not_read_as_usable() -> None:
+    """The first disagreement the machine found (fixed): would_admit() said yes while admit()
+    refused, because the early probe sent while the pair was open still held the slot."""
+    clock = FakeClock()
+    manager = PlatformManager(
+        {"text_generation": [PlatformSpec("alpha", "a-1")]},
+        cache_ttl_seconds=10,
+        probe_lease_seconds=30,
+        clock=clock,
+        environ={},
+    )
+    pair = manager._pairs[("alpha", "text_generation")]
+    manager.force_open("alpha", "text_generation")
+    assert pair.breaker.admit_early_probe() is not None
+    clock.advance(10)  # the open duration ends; the probe's lease has 20 s to go
+    assert pair.breaker.admit() is None
+    assert pair.breaker.would_admit() is False
+    assert pair.unavailable_reason(clock) == "open"
