@@ -109,71 +109,80 @@ def run(settings: Settings, sections: tuple[str, ...]) -> dict[str, Any]:
     for section in sections:
         started = time.perf_counter()
         print(f"... {section}", file=sys.stderr, flush=True)
-        if section == "happy":
-            results[section] = {
-                backend: anyio.run(
-                    _cases.happy_path, settings.rounds, settings.target_ms, backend=backend
-                )
-                for backend in BACKENDS
-            }
-        elif section == "skip":
-            results[section] = {
-                backend: anyio.run(
-                    _cases.skip_cost,
-                    settings.rounds,
-                    settings.target_ms,
-                    settings.skip_counts,
-                    backend=backend,
-                )
-                for backend in BACKENDS
-            }
-        elif section == "failure":
-            results[section] = {
-                backend: anyio.run(
-                    _cases.failure_path, settings.rounds, settings.target_ms, backend=backend
-                )
-                for backend in BACKENDS
-            }
-        elif section == "throughput":
-            results[section] = {
-                backend: anyio.run(
-                    _cases.throughput,
-                    settings.throughput_repeats,
-                    settings.concurrency,
-                    0.001,
-                    backend=backend,
-                )
-                for backend in BACKENDS
-            }
-        elif section == "blast":
-            results[section] = {
-                backend: anyio.run(
-                    _cases.blast_radius,
-                    settings.blast_callers,
-                    0.01,
-                    0.1,
-                    0.3,
-                    settings.blast_phases,
-                    settings.blast_repeats,
-                    backend=backend,
-                )
-                for backend in BACKENDS
-            }
-        elif section == "scale":
-            results[section] = anyio.run(
-                _cases.scale,
-                settings.scale_platforms,
-                settings.scale_operations,
-                settings.rounds,
-                settings.target_ms,
-                settings.ring_fill,
-            )
-        elif section == "import":
-            results[section] = _cases.import_time(settings.import_repeats)
-        elif section == "profile":
-            results[section] = anyio.run(_cases.profile_happy_path, settings.profile_calls, 14)
+        try:
+            _run_section(section, settings, results)
+        except Exception as error:  # one broken case must not cost the others' figures
+            print(f"!!! {section} failed: {error!r}", file=sys.stderr, flush=True)
+            results.setdefault("errors", {})[section] = repr(error)
         results.setdefault("seconds", {})[section] = round(time.perf_counter() - started, 1)
     return results
+
+
+def _run_section(section: str, settings: Settings, results: dict[str, Any]) -> None:
+    """Measure one case into ``results[section]``."""
+    if section == "happy":
+        results[section] = {
+            backend: anyio.run(
+                _cases.happy_path, settings.rounds, settings.target_ms, backend=backend
+            )
+            for backend in BACKENDS
+        }
+    elif section == "skip":
+        results[section] = {
+            backend: anyio.run(
+                _cases.skip_cost,
+                settings.rounds,
+                settings.target_ms,
+                settings.skip_counts,
+                backend=backend,
+            )
+            for backend in BACKENDS
+        }
+    elif section == "failure":
+        results[section] = {
+            backend: anyio.run(
+                _cases.failure_path, settings.rounds, settings.target_ms, backend=backend
+            )
+            for backend in BACKENDS
+        }
+    elif section == "throughput":
+        results[section] = {
+            backend: anyio.run(
+                _cases.throughput,
+                settings.throughput_repeats,
+                settings.concurrency,
+                0.001,
+                backend=backend,
+            )
+            for backend in BACKENDS
+        }
+    elif section == "blast":
+        results[section] = {
+            backend: anyio.run(
+                _cases.blast_radius,
+                settings.blast_callers,
+                0.01,
+                0.1,
+                0.3,
+                settings.blast_phases,
+                settings.blast_repeats,
+                backend=backend,
+            )
+            for backend in BACKENDS
+        }
+    elif section == "scale":
+        results[section] = anyio.run(
+            _cases.scale,
+            settings.scale_platforms,
+            settings.scale_operations,
+            settings.rounds,
+            settings.target_ms,
+            settings.ring_fill,
+        )
+    elif section == "import":
+        results[section] = _cases.import_time(settings.import_repeats)
+    elif section == "profile":
+        results[section] = anyio.run(_cases.profile_happy_path, settings.profile_calls, 14)
 
 
 def goals(results: dict[str, Any]) -> list[Goal]:
@@ -444,6 +453,8 @@ def markdown(results: dict[str, Any], settings: Settings, found: list[Goal]) -> 
         "",
         *render(results, settings, found),
     ]
+    for section, error in results.get("errors", {}).items():
+        lines += [f"**The {section} case failed in this run:** `{error}`", ""]
     if "profile" in results:
         lines += [
             "## Where the time goes",
@@ -510,7 +521,9 @@ def main() -> int:
     print("Goals:")
     for goal in found:
         print("  " + goal.line())
-    print(f"({results['total_seconds']:.0f} s)")
+    for section, error in results.get("errors", {}).items():
+        print(f"  FAILED {section}: {error}")
+    print(f"({results['total_seconds']:.0f} s: {results['seconds']})")
     if not args.no_write:
         RESULTS_JSON.write_text(json.dumps(jsonable(results), indent=1) + "\n", encoding="utf-8")
         RESULTS_MD.write_text(markdown(results, settings, found), encoding="utf-8")
