@@ -590,3 +590,17 @@ def test_manager_exposes_the_mirrored_pybreaker_per_pair() -> None:
     assert health["stability"]["operations"]["image_editing"]["state"] == "open"
     assert health["replicate"]["operations"]["image_editing"]["state"] == "closed"
     assert recorder.changes == [("closed", "open"), ("open", "closed"), ("closed", "open")]
+
+
+def test_a_remote_open_keeps_the_later_deadline_and_respects_a_pinned_close() -> None:
+    breaker, clock, transitions = make()
+    assert breaker.open_until_deadline(clock.now() + 50, "remote")
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.open_until == clock.now() + 50
+    assert not breaker.open_until_deadline(clock.now() + 10, "remote")  # earlier: kept
+    assert breaker.open_until == clock.now() + 50
+    assert not breaker.open_until_deadline(clock.now() - 1, "remote")  # already past
+    breaker.force_closed()
+    assert not breaker.open_until_deadline(clock.now() + 500, "remote")
+    assert breaker.state is BreakerState.CLOSED
+    assert [t[1] for t in transitions] == [BreakerState.OPEN, BreakerState.CLOSED]

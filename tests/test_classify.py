@@ -525,3 +525,17 @@ def test_an_attempts_repr_leaves_out_the_provider_error() -> None:
     )
     assert "sk-secret" not in repr(attempt)
     assert attempt.error is not None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KeyError("quota"),
+        AttributeError("'Account' object has no attribute 'balance'"),
+        TypeError("unauthorized keyword argument"),
+        IndexError("billing list index out of range"),
+    ],
+)
+def test_a_bug_in_the_callers_code_never_reads_as_a_provider_verdict(error: Exception) -> None:
+    # Its message words must not cool a whole platform as "out of credits" or "bad key".
+    assert classify(error).kind is TRANSIENT

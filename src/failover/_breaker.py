@@ -273,6 +273,22 @@ class PairBreaker:
         """Open until :meth:`reset` or :meth:`force_closed` (Polly's *isolate*)."""
         self.force_open(math.inf)
 
+    def open_until_deadline(self, until: float, reason: str) -> bool:
+        """Open (or stay open) until ``until`` because another process said so.
+
+        A later deadline already in force is kept; returns whether anything changed.
+        """
+        if self.pinned_closed or until <= self.clock.now():
+            return False
+        if self.state is BreakerState.OPEN and self.open_until >= until:
+            return False
+        self.open_until = until
+        self.probes = []
+        self.probe_successes = 0
+        if self.state is not BreakerState.OPEN:
+            self._move(BreakerState.OPEN, reason)
+        return True
+
     def force_half_open(self) -> None:
         if self.state is not BreakerState.HALF_OPEN:
             self.open_until = self.clock.now()

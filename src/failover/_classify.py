@@ -87,6 +87,19 @@ _RATE_LIMIT_CODES: Final = (
 )
 _AUTH_WORDS: Final = ("invalid api key", "invalid_api_key", "incorrect api key", "unauthorized")
 
+#: Exception types that signal a bug, never a provider's answer: their message words are ignored.
+_PROGRAMMING_ERRORS: Final = (
+    LookupError,
+    AttributeError,
+    TypeError,
+    NameError,
+    ImportError,
+    AssertionError,
+    NotImplementedError,
+    ArithmeticError,
+    RecursionError,
+)
+
 #: Upper bound on any Retry-After a provider sends (a hostile or buggy header cannot park
 #: a platform for a day). The manager applies its own, configurable cap on top.
 MAX_RETRY_AFTER_SECONDS: Final = 3600.0
@@ -294,10 +307,13 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
             value = headers.get("retry-after")
             retry_after = parse_retry_after(headers.get("Retry-After") if value is None else value)
         return classify_status(status, _body_text(exc), retry_after)
-    if isinstance(exc, TimeoutError | ConnectionError | OSError):
+    if isinstance(exc, (OSError, *_PROGRAMMING_ERRORS)):
+        # Timeouts and connection errors are OSErrors; a KeyError('quota') or an
+        # AttributeError on `.balance` is a bug in the caller's code, and its message must
+        # not cool a whole platform as if the provider had said "out of credits".
         return TRANSIENT
-    if isinstance(exc, Exception):
-        text = _body_text(exc)
+    text = _body_text(exc)
+    if text:
         if _credit(text):
             return Classification(ErrorKind.CREDIT_EXHAUSTED)
         if _has(text, _RATE_LIMIT_WORDS):

@@ -15,7 +15,6 @@ Redis client. Deadlines cross processes as wall-clock epoch milliseconds.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +24,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from failover._breaker import BreakerState, Permit
+from failover._scrub import get_logger
 
 if TYPE_CHECKING:
     from failover._clock import Clock
     from failover._pair import Cooldown, Pair, PlatformState
 
-logger = logging.getLogger("failover")
+logger = get_logger("failover.redis")
 
 EventKind = Literal["open", "closed", "cool", "reset"]
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"open", "closed", "cool", "reset"})
@@ -259,17 +259,9 @@ class FleetLink:
         breaker = pair.breaker
         self._refused_until.pop(pair.key, None)
         if event.kind == "open":
-            if breaker.pinned_closed:
-                return
             until = math.inf if event.until_ms is None else self._local_deadline(event.until_ms)
-            now = clock.now()
-            if until <= now or (breaker.state is BreakerState.OPEN and breaker.open_until >= until):
+            if not breaker.open_until_deadline(until, REMOTE_OPEN_REASON):
                 return
-            breaker.open_until = until
-            breaker.probes = []
-            breaker.probe_successes = 0
-            if breaker.state is not BreakerState.OPEN:
-                breaker._move(BreakerState.OPEN, REMOTE_OPEN_REASON)
             self._published[("open", event.platform, event.operation)] = event.until_ms
         elif event.kind == "closed":
             if breaker.state is not BreakerState.CLOSED:

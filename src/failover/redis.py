@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import logging
 import os
 import random
 import secrets
@@ -48,6 +47,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from failover._errors import ConfigError
+from failover._scrub import get_logger
 from failover._shared import EVENT_KINDS, FleetLink, SharedEvent
 
 try:
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisSharedState", "decode_message", "key_prefix"]
 
-logger = logging.getLogger("failover")
+logger = get_logger("failover.redis")
 
 MESSAGE_VERSION: Final = 1
 _SCHEMES: Final = ("redis", "rediss", "unix")
@@ -492,6 +492,12 @@ class RedisSharedState:
             self._writing = True
             try:
                 await self._write(client, batch)
+            except BaseException:
+                # Not written (Redis went away, or we are being stopped): put the batch back
+                # in front, so closes, resets and probe releases are sent after reconnecting.
+                # The deque's maxlen still bounds memory (when full, the newest entries go).
+                self._queue.extendleft(reversed(batch))
+                raise
             finally:
                 self._writing = False
 
