@@ -251,3 +251,28 @@ def test_bulkhead_values_are_validated() -> None:
         Bulkhead(1, per="process")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"Policy\.bulkhead"):
         Policy(bulkhead=3)  # type: ignore[arg-type]
+
+
+async def test_a_probe_cancelled_while_queued_for_a_slot_gives_its_permit_back() -> None:
+    clock = FakeClock()
+    alpha = PlatformSpec("alpha", "a-1")
+    manager = PlatformManager(
+        {"image_editing": [alpha], "image_generation": [alpha]},
+        clock=clock,
+        environ={},
+        policy=Policy(bulkhead=Bulkhead(1, max_wait=math.inf)),
+        when_all_unavailable="fail",
+    )
+    manager.force_open("alpha", "image_editing", seconds=10)
+    clock.advance(10)  # image_editing is half-open: its next caller is the probe
+    holder = Gate()
+    async with anyio.create_task_group() as group:
+        group.start_soon(manager.with_fallback, "image_generation", holder)  # takes the slot
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(manager.with_fallback, "image_editing", Gate())  # probe, queued
+        await anyio.wait_all_tasks_blocked()
+        breaker = manager._pairs[("alpha", "image_editing")].breaker
+        assert len(breaker.probes) == 1
+        group.cancel_scope.cancel()
+    assert breaker.probes == []
+    assert breaker.would_admit()

@@ -191,18 +191,18 @@ class Chain:
         tracer = self.telemetry.tracer()
         instruments = self.telemetry.instruments()
         if tracer is None and instruments is None:
-            return await self._run(route, func, args, kwargs, context, None, None)
+            return await self._start(route, func, args, kwargs, context, None, None)
         started = self.clock.now()
         span = None if tracer is None else self.telemetry.start_call(tracer, route.operation)
         outcome = "failure"
         try:
             if span is None:
-                result = await self._run(route, func, args, kwargs, context, None, None)
+                result = await self._start(route, func, args, kwargs, context, None, None)
             else:
                 with otel_trace.use_span(
                     span, end_on_exit=False, record_exception=False, set_status_on_exception=False
                 ):
-                    result = await self._run(route, func, args, kwargs, context, tracer, span)
+                    result = await self._start(route, func, args, kwargs, context, tracer, span)
             outcome = "success"
             return result
         except anyio.get_cancelled_exc_class():
@@ -220,6 +220,21 @@ class Chain:
                     self.clock.now() - started,
                     {"failover.operation": route.operation, "failover.outcome": outcome},
                 )
+
+    def _start(
+        self,
+        route: Route,
+        func: Operation,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+        tracer: Tracer | None,
+        call_span: Span | None,
+    ) -> Awaitable[tuple[Any, PlatformSpec]]:
+        """The walk's coroutine; inside :meth:`_run`'s deadline scope only when one is set."""
+        if route.deadline is None:
+            return self._walk(route, func, args, kwargs, context, tracer, call_span, [])
+        return self._run(route, func, args, kwargs, context, tracer, call_span)
 
     async def _run(
         self,
@@ -306,11 +321,13 @@ class Chain:
             while True:
                 slot = None
                 if policies is not None:
-                    slot = await policies.slot(pair, clock)
+                    try:
+                        slot = await policies.slot(pair, clock)
+                    except BaseException:  # cancelled while queued for a slot
+                        self._give_back(pair, permit)
+                        raise
                     if type(slot) is str:  # bulkhead full: give the permit back, uncounted
-                        pair.breaker.release(permit)
-                        if self.fleet is not None:
-                            self.fleet.probe_ended(permit)
+                        self._give_back(pair, permit)
                         self._skipped(pair, slot, attempts, call_span)
                         if not attempt_on_platform:
                             platforms_tried -= 1
@@ -336,9 +353,7 @@ class Chain:
                     if not isinstance(exc, Exception) or isinstance(
                         exc, anyio.get_cancelled_exc_class()
                     ):
-                        pair.breaker.release(permit)
-                        if self.fleet is not None:
-                            self.fleet.probe_ended(permit)
+                        self._give_back(pair, permit)
                         attempts.append(
                             Attempt(
                                 pair.spec.name,
@@ -501,6 +516,12 @@ class Chain:
                 raise
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    def _give_back(self, pair: Pair, permit: Permit) -> None:
+        """Return a permit (and its fleet lease) without an outcome: nothing is counted."""
+        pair.breaker.release(permit)
+        if self.fleet is not None:
+            self.fleet.probe_ended(permit)
 
     def succeeded(
         self,

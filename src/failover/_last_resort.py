@@ -580,10 +580,7 @@ async def _fleet_lease(chain: Chain, probe: Probe) -> bool:
 
 def _give_back(chain: Chain, probe: Probe) -> None:
     """Return an unused (or cancelled) probe: breaker permit, fleet lease, cool-down slots."""
-    permit = probe.permit
-    probe.candidate.pair.breaker.release(permit)
-    if chain.fleet is not None:
-        chain.fleet.probe_ended(permit)
+    chain._give_back(probe.candidate.pair, probe.permit)
     probe.end(False)
 
 
