@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+import tenacity
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,9 +20,10 @@ from failover import (
     PlatformManager,
     PlatformSpec,
     Policy,
+    Retry,
     Transient,
 )
-from failover.testing import FakeClock
+from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio
 
@@ -398,3 +400,22 @@ async def test_one_shared_answer_handed_back_by_both_lanes_is_not_closed() -> No
         clock.advance(1.0)
     assert out[0][0] is shared
     assert shared.closed is False
+
+
+async def test_hedge_lanes_share_one_calls_max_attempts() -> None:
+    clock = FakeClock(autojump=True)
+    manager = PlatformManager(
+        {OP: [PlatformSpec("alpha", "a-1"), PlatformSpec("beta", "b-1")]},
+        clock=clock,
+        environ={},
+        max_attempts=2,
+        policy=Policy(
+            hedge=Hedge(delay=0.5),
+            retry=Retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none()),
+        ),
+        when_all_unavailable="fail",
+    )
+    operation = ScriptedOperation({"alpha": [Transient()], "beta": [Transient()]})
+    with pytest.raises(AllPlatformsFailed):
+        await manager.with_fallback(OP, operation)
+    assert len(operation.calls) == 2

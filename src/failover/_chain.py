@@ -141,6 +141,11 @@ class Route:
 Operation = Callable[..., Any]
 
 
+def spent(attempts: Sequence[Attempt]) -> int:
+    """Attempts made so far in one call (skips are not attempts)."""
+    return sum(1 for attempt in attempts if attempt.outcome != "skipped")
+
+
 async def invoke(
     func: Operation, spec: PlatformSpec, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> Any:
@@ -290,7 +295,9 @@ class Chain:
                 )  # fmt: skip
             func = policies.wrap(operation, func)
         for pair in order:
-            if tries >= settings.max_attempts:
+            if tries >= settings.max_attempts or (
+                attempts and spent(attempts) >= settings.max_attempts
+            ):
                 reason = f"max_attempts={settings.max_attempts} reached"
                 break
             if platforms_tried and not settings.fallback_enabled:
@@ -414,7 +421,8 @@ class Chain:
                         )
                     raise error
                 policy_retry = pair.policy.retry
-                if policy_retry is None or tries >= settings.max_attempts:
+                # spent(): hedge lanes share one call's budget through ``attempts``.
+                if policy_retry is None or spent(attempts) >= settings.max_attempts:
                     break
                 if retry_run is None:
                     retry_run = RetryRun(policy_retry, started)
