@@ -745,6 +745,23 @@ async def test_async_with_runs_closers_once_in_reverse_order() -> None:
     assert closed == ["second", "first"]
 
 
+async def test_every_closer_runs_even_when_one_fails() -> None:
+    closed: list[str] = []
+
+    async def broken() -> None:
+        raise OSError("socket already gone")
+
+    async def close() -> None:
+        closed.append("client")
+
+    manager = make_manager()
+    manager.add_closer(close)
+    manager.add_closer(broken)
+    with pytest.raises(OSError, match="already gone"):
+        await manager.aclose()
+    assert closed == ["client"]
+
+
 async def test_aclose_without_async_with_runs_closers() -> None:
     closed: list[str] = []
 

@@ -533,3 +533,22 @@ async def test_one_instance_cannot_serve_two_running_managers(
             await second.__aenter__()
     async with second:  # free again once the first manager closed
         assert shared.connected
+
+
+async def test_closing_from_another_task_is_refused_clearly(redis_url: str, namespace: str) -> None:
+    m = manager(redis_url, namespace)
+    async with m:
+        errors: list[BaseException] = []
+
+        async def close_elsewhere() -> None:
+            try:
+                await m.aclose()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(close_elsewhere)
+        assert len(errors) == 1
+        assert "from the task that entered it" in str(errors[0])
+    # The owning task still closes it cleanly.
+    assert m._closed

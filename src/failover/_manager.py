@@ -406,6 +406,7 @@ class PlatformManager:
         self._closed = False
         self._fleet: FleetLink | None = None
         self._fleet_tasks: anyio.abc.TaskGroup | None = None
+        self._fleet_owner = 0
         if shared_state is not None:
             self._fleet = FleetLink(shared_state, self._pairs, self._platforms, self.clock)
             self._chain.fleet = self._fleet
@@ -728,6 +729,13 @@ class PlatformManager:
         """Close what the manager owns. Safe to call twice."""
         if self._closed:
             return
+        if self._fleet_tasks is not None and anyio.get_current_task().id != self._fleet_owner:
+            # The background task group lives in the task that entered the manager; only
+            # that task can leave it (anyio and trio both enforce this).
+            raise RuntimeError(
+                "close a manager with shared state from the task that entered it "
+                "(use `async with manager:`)"
+            )
         self._closed = True
         closers, self._closers = self._closers, []
         tasks, self._fleet_tasks = self._fleet_tasks, None
@@ -736,9 +744,15 @@ class PlatformManager:
                 await self.shared_state.stop(1.0)
             tasks.cancel_scope.cancel()
             await tasks.__aexit__(None, None, None)
+        errors: list[Exception] = []
         with anyio.CancelScope(shield=True):
             for closer in reversed(closers):
-                await closer()
+                try:
+                    await closer()
+                except Exception as exc:  # every closer runs; the first failure is raised
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
 
     async def __aenter__(self) -> Self:
         """Start sharing state with the fleet when ``shared_state`` is configured.
@@ -756,6 +770,7 @@ class PlatformManager:
                 await tasks.__aexit__(None, None, None)
                 raise
             self._fleet_tasks = tasks
+            self._fleet_owner = anyio.get_current_task().id
         return self
 
     async def __aexit__(
@@ -774,7 +789,9 @@ class PlatformManager:
             if self._fleet is not None:
                 self._fleet.on_transition(pair, new, reason)
             spec = pair.spec
-            if (
+            if new is BreakerState.OPEN and reason.startswith("forced"):
+                logger.warning("Breaker %s/%s opened by hand", spec.name, pair.operation)
+            elif (
                 new is BreakerState.OPEN
                 and old is BreakerState.CLOSED
                 and reason != REMOTE_OPEN_REASON
