@@ -21,7 +21,7 @@ from failover._chain import (
     cost_order,
 )
 from failover._chaos import Chaos, ChaosControl, chaos_rules
-from failover._classify import Classifier, classify
+from failover._classify import Classifier, ErrorKind, classify
 from failover._clock import Clock, MonotonicClock, to_wall
 from failover._errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._health import aggregate
@@ -571,7 +571,7 @@ class PlatformManager:
             )
         pair = self._pair(spec, operation)
         verdict = classify(error, pair.classifiers)
-        if verdict.kind.value == "cancelled":
+        if verdict.kind is ErrorKind.CANCELLED:
             return
         response_time = self._response_time(response_time)
         self._chain.failed(pair, None, verdict, response_time)
@@ -661,6 +661,7 @@ class PlatformManager:
                 state = pair.state()
                 stats = pair.stats
                 rate_limited = pair.cooldown.active(clock)
+                skip_reason = pair.unavailable_reason(clock)
                 operations[pair.operation] = {
                     "model": pair.spec.model,
                     "state": state.value,
@@ -671,8 +672,8 @@ class PlatformManager:
                     "consecutive_failures": pair.breaker.consecutive_failures,
                     "cooldown_reason": pair.cooldown.reason if rate_limited else None,
                     "cooldown_until": _iso(clock, pair.cooldown.until) if rate_limited else None,
-                    "usable": pair.unavailable_reason(clock) is None,
-                    "skip_reason": pair.unavailable_reason(clock),
+                    "usable": skip_reason is None,
+                    "skip_reason": skip_reason,
                     "total_requests": stats.total_requests,
                     "failures": stats.failures,
                     "failure_rate": stats.failure_rate,
