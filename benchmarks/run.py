@@ -62,7 +62,7 @@ class Settings:
     @classmethod
     def full(cls) -> Settings:
         return cls(
-            rounds=31, target_ms=3.0, skip_counts=(0, 1, 5, 10), throughput_repeats=5,
+            rounds=51, target_ms=3.0, skip_counts=(0, 1, 5, 10), throughput_repeats=3,
             concurrency=10_000, blast_callers=100, blast_phases=(0.2, 0.8, 2.0), blast_repeats=3,
             scale_platforms=1_000, scale_operations=10, ring_fill=130, import_repeats=7,
             profile_calls=20_000,
