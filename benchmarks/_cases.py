@@ -18,6 +18,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -670,6 +671,10 @@ def import_time(repeats: int) -> dict[str, Any]:
 # -- where the time goes --------------------------------------------------------------------------
 
 
+_REPOSITORY = str(Path(__file__).resolve().parent.parent) + "/"
+_PYTHON = str(Path(sys.base_prefix).resolve())
+
+
 async def profile_happy_path(calls: int, top: int) -> str:
     """cProfile of ``with_fallback`` (OTel API, no SDK): the top functions by own time."""
     manager = PlatformManager(PRIORITIES, environ={})
@@ -688,8 +693,11 @@ async def profile_happy_path(calls: int, top: int) -> str:
     start = next(
         (index for index, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0
     )
-    root = str(sys.prefix)
-    cleaned = [line.replace(root, "<venv>").rstrip() for line in lines[start:] if line.strip()]
+    cleaned = [
+        line.replace(_REPOSITORY, "").replace(_PYTHON, "<python>").rstrip()
+        for line in lines[start:]
+        if line.strip()
+    ]
     return "\n".join(cleaned)
 
 
