@@ -938,6 +938,19 @@ async def test_custom_ordering_receives_the_call_context() -> None:
     assert operation.calls == ["gamma", "beta"]  # alpha left out by the strategy
 
 
+async def test_an_ordering_that_names_a_platform_twice_tries_it_once() -> None:
+    def twice(
+        operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Sequence[PlatformSpec]:
+        return [platforms[1], platforms[1], platforms[0]]
+
+    manager, _ = make(ordering=twice, when_all_unavailable="fail")
+    operation = ScriptedOperation({"beta": [Transient()], "alpha": [Transient()]})
+    with pytest.raises(AllPlatformsFailed):
+        await manager.with_fallback(TEXT, operation)
+    assert operation.calls == ["beta", "alpha"]
+
+
 async def test_missing_api_key_is_skipped_and_picked_up_once_the_key_appears() -> None:
     environ: dict[str, str] = {}
     keyed = PlatformSpec("alpha", "a-1", api_key_env="ALPHA_API_KEY")
