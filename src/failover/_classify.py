@@ -7,7 +7,6 @@ and decide. Anything failover cannot classify counts as transient.
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import json
 import re
@@ -122,6 +121,10 @@ def parse_retry_after(value: object, *, now: float | None = None) -> float | Non
         try:
             seconds = float(text)
         except ValueError:
+            # Imported here: email.utils pulls in socket, urllib and calendar (~10 ms at
+            # import time) and only an HTTP-date Retry-After needs it.
+            import email.utils
+
             try:
                 when = email.utils.parsedate_to_datetime(text)
             except (TypeError, ValueError, IndexError):
