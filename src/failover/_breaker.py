@@ -2,8 +2,8 @@
 
 No I/O and no event loop: :class:`PairBreaker` decides admission and records outcomes; the
 chain (async) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
-inspect it, attach listeners and call ``open()``/``close()`` (:class:`PybreakerMirror`), but
-no call ever goes through pybreaker's ``call()``.
+inspect it, attach listeners and call ``open()``/``close()`` (``failover._mirror``, built on
+first use), but no call ever goes through pybreaker's ``call()``.
 
 States: closed -> open after ``failure_threshold`` consecutive failures -> half-open once the
 open duration has passed, admitting at most ``half_open_max_calls`` probes, each holding a
@@ -17,12 +17,13 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
-
-import pybreaker
+from typing import TYPE_CHECKING, Any, Final
 
 from failover._clock import Clock
 from failover._errors import ConfigError
+
+if TYPE_CHECKING:
+    from failover._mirror import PybreakerMirror as PybreakerMirror
 
 
 class BreakerState(enum.StrEnum):
@@ -348,63 +349,10 @@ _PYBREAKER_STATE: Final = {
 }
 
 
-class PybreakerMirror(pybreaker.CircuitBreakerListener):
-    """Keeps a ``pybreaker.CircuitBreaker`` in step with a :class:`PairBreaker`, both ways.
+def __getattr__(name: str) -> Any:
+    # The mirror lives in its own module so importing failover does not import pybreaker.
+    if name == "PybreakerMirror":
+        from failover._mirror import PybreakerMirror
 
-    Our transitions are replayed on the pybreaker object (so its listeners fire and
-    ``current_state`` reads right); a user's ``cb.open()``, ``cb.close()`` or
-    ``cb.half_open()`` is applied to the pair breaker.
-    """
-
-    def __init__(self, machine: PairBreaker, name: str) -> None:
-        self.machine = machine
-        self.applying = False
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=machine.settings.failure_threshold,
-            reset_timeout=machine.settings.reset_timeout,
-            success_threshold=machine.settings.success_threshold,
-            name=name,
-            listeners=[self],
-        )
-
-    def replay(self, new: BreakerState) -> None:
-        """Apply a transition of the pair breaker to the pybreaker object."""
-        if self.applying or _PYBREAKER_STATE.get(self.breaker.current_state) is new:
-            return  # already there, or on its way (the user drove pybreaker and we follow)
-        self.applying = True
-        try:
-            if new is BreakerState.OPEN:
-                self.breaker.open()
-            elif new is BreakerState.HALF_OPEN:
-                self.breaker.half_open()
-            else:
-                self.breaker.close()
-        finally:
-            self.applying = False
-
-    def sync_failures(self) -> None:
-        """Mirror the consecutive-failure count (``cb.fail_counter``); off the happy path."""
-        storage = self.breaker._state_storage
-        target = self.machine.consecutive_failures
-        if target == 0:
-            storage.reset_counter()
-        else:
-            while storage.counter < target:
-                storage.increment_counter()
-
-    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        if self.applying:
-            return
-        wanted = _PYBREAKER_STATE.get(getattr(new_state, "name", ""))
-        # pybreaker notifies before it stores the new state, so replaying our resulting
-        # transition now would open/close it a second time and notify listeners twice.
-        self.applying = True
-        try:
-            if wanted is BreakerState.OPEN:
-                self.machine.force_open()
-            elif wanted is BreakerState.HALF_OPEN:
-                self.machine.force_half_open()
-            elif wanted is BreakerState.CLOSED:
-                self.machine.reset()
-        finally:
-            self.applying = False
+        return PybreakerMirror
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -786,7 +786,7 @@ class PlatformManager:
 
     def _transition_listener(self, pair: Pair) -> Callable[[BreakerState, BreakerState, str], None]:
         def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
-            pair.mirror.replay(new)
+            pair.replay_transition(new)
             if self._fleet is not None:
                 self._fleet.on_transition(pair, new, reason)
             spec = pair.spec

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from failover._breaker import BreakerState, PairBreaker, Permit, PybreakerMirror
+from failover._breaker import BreakerState, PairBreaker, Permit
 from failover._classify import Classifier, ErrorKind
 from failover._clock import Clock
 from failover._errors import Attempt
 from failover._health import PairStats
 from failover._policies import ResolvedPolicy
 from failover._spec import PlatformSpec
+
+if TYPE_CHECKING:
+    from failover._mirror import PybreakerMirror
 
 SKIP_MISSING_KEY: Final = "missing_api_key"
 SKIP_OPEN: Final = "open"
@@ -96,11 +99,11 @@ class Pair:
         "_environ",
         "_key_present",
         "_metric_attributes",
+        "_mirror",
         "_skip_records",
         "breaker",
         "classifiers",
         "cooldown",
-        "mirror",
         "operation",
         "platform",
         "policy",
@@ -124,7 +127,7 @@ class Pair:
         self.breaker = breaker
         self.policy = policy
         self.classifiers = classifiers
-        self.mirror = PybreakerMirror(breaker, f"{spec.name}:{operation}")
+        self._mirror: PybreakerMirror | None = None
         self.stats = PairStats()
         self.cooldown = Cooldown()
         self._environ = os.environ if environ is None else environ
@@ -148,6 +151,28 @@ class Pair:
                 spec.name, spec.model, self.operation, "skipped", skip_reason=reason
             )
         return record
+
+    @property
+    def mirror(self) -> PybreakerMirror:
+        """The ``pybreaker.CircuitBreaker`` mirror, built (and caught up) on first use.
+
+        Until someone asks for it there is nothing to keep in step: no pybreaker import and
+        no pybreaker object per pair.
+        """
+        mirror = self._mirror
+        if mirror is None:
+            from failover._mirror import PybreakerMirror
+
+            spec = self.spec
+            mirror = PybreakerMirror(self.breaker, f"{spec.name}:{self.operation}")
+            mirror.catch_up()
+            self._mirror = mirror
+        return mirror
+
+    def replay_transition(self, new: BreakerState) -> None:
+        """Apply a pair-breaker transition to the mirror, if one has been built."""
+        if self._mirror is not None:
+            self._mirror.replay(new)
 
     @property
     def metric_attributes(self) -> dict[str, dict[str, str]]:
@@ -208,4 +233,5 @@ class Pair:
         return self.breaker.current_state()
 
     def record_failure_counters(self) -> None:
-        self.mirror.sync_failures()
+        if self._mirror is not None:
+            self._mirror.sync_failures()
