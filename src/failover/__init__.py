@@ -9,6 +9,7 @@ OpenTelemetry. Runs on asyncio and trio.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 from failover._breaker import BreakerState
 from failover._bulkhead import NO_BULKHEAD, Bulkhead
@@ -38,7 +39,7 @@ from failover._ordering import (
     Ordered,
     WeightedRoundRobin,
 )
-from failover._policies import NO_RETRY, Policy, Retry
+from failover._policies import Policy, Retry
 from failover._spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
@@ -46,6 +47,9 @@ from failover._spec import (
     PlatformSpec,
 )
 from failover.decorators import FallbackFunction, fallback
+
+if TYPE_CHECKING:
+    from failover._policies import NO_RETRY
 
 __version__ = "0.1.0.dev0"
 
@@ -97,6 +101,17 @@ __all__ = [
     "priority_order",
     "set_default_manager",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # NO_RETRY is built on first use: it is made of tenacity objects, and importing failover
+    # does not import tenacity.
+    if name == "NO_RETRY":
+        from failover import _policies
+
+        return _policies.NO_RETRY
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _default: PlatformManager | None = None
 _default_lock = threading.Lock()

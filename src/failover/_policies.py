@@ -30,18 +30,21 @@ the injected clock (``anyio.sleep`` by default), and cancellation is never retri
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Final
-
-import tenacity
-from tenacity.retry import RetryBaseT
-from tenacity.stop import StopBaseT
-from tenacity.wait import WaitBaseT
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Final
 
 from failover._bulkhead import NO_BULKHEAD, Bulkhead
 from failover._classify import Classification, ErrorKind
 from failover._errors import ConfigError
 from failover._hedge import Hedge
+
+if TYPE_CHECKING:
+    from tenacity.retry import RetryBaseT
+    from tenacity.stop import StopBaseT
+    from tenacity.wait import WaitBaseT
+
+    #: No retry on the same platform: fall back instead (the default). Built on first use.
+    NO_RETRY: Retry
 
 _testing_attempts: int | None = None
 
@@ -50,6 +53,30 @@ def set_testing_attempts(attempts: int | None) -> None:
     """Used by :func:`failover.testing.set_testing`: cap retries and skip waits."""
     global _testing_attempts
     _testing_attempts = attempts
+
+
+# tenacity is imported on first use (a Retry built, a retry run), not by ``import failover``.
+# The default strategies are built once and shared, as plain class-level defaults would be:
+# tenacity strategies are immutable values, and ``Retry() == Retry()`` holds.
+_defaults: dict[str, Any] = {}
+
+
+def _default_stop() -> StopBaseT:
+    stop = _defaults.get("stop")
+    if stop is None:
+        import tenacity
+
+        stop = _defaults["stop"] = tenacity.stop_after_attempt(3)
+    return stop
+
+
+def _default_wait() -> WaitBaseT:
+    wait = _defaults.get("wait")
+    if wait is None:
+        import tenacity
+
+        wait = _defaults["wait"] = tenacity.wait_random_exponential(multiplier=0.5, max=10)
+    return wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +88,8 @@ class Retry:
     auth and request errors are never retried on the same platform, whatever it says.
     """
 
-    # tenacity strategies are immutable values, safe to share as defaults.
-    stop: StopBaseT = tenacity.stop_after_attempt(3)  # noqa: RUF009
-    wait: WaitBaseT = tenacity.wait_random_exponential(multiplier=0.5, max=10)  # noqa: RUF009
+    stop: StopBaseT = field(default_factory=_default_stop)
+    wait: WaitBaseT = field(default_factory=_default_wait)
     retry: RetryBaseT | None = None
 
     def __post_init__(self) -> None:
@@ -80,8 +106,19 @@ class Retry:
             )
 
 
-#: No retry on the same platform: fall back instead (the default).
-NO_RETRY = Retry(stop=tenacity.stop_after_attempt(1), wait=tenacity.wait_none())
+_no_retry: Retry | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # NO_RETRY is built on first use so that importing failover does not import tenacity.
+    global _no_retry
+    if name == "NO_RETRY":
+        if _no_retry is None:
+            import tenacity
+
+            _no_retry = Retry(stop=tenacity.stop_after_attempt(1), wait=tenacity.wait_none())
+        return _no_retry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: What a call does when every platform is unavailable (open or cooling down), nothing tried.
@@ -174,7 +211,7 @@ class ResolvedPolicy:
     @classmethod
     def of(cls, policy: Policy) -> ResolvedPolicy:
         retry = policy.retry
-        if retry is NO_RETRY:
+        if retry is not None and retry is _no_retry:  # not built yet: nobody can pass it
             retry = None
         timeout = policy.attempt_timeout
         deadline = policy.deadline
@@ -192,6 +229,8 @@ class RetryRun:
     __slots__ = ("_state", "retry")
 
     def __init__(self, retry: Retry, started: float) -> None:
+        import tenacity  # loaded already: the Retry's strategies are tenacity objects
+
         self.retry = retry
         self._state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
         self._state.start_time = started
