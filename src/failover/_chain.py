@@ -16,7 +16,6 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
-from opentelemetry import trace as otel_trace
 
 from failover._breaker import Permit
 from failover._classify import Classification, ErrorKind, classify
@@ -27,7 +26,7 @@ from failover._pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
 from failover._policies import RetryRun
 from failover._scrub import get_logger
 from failover._spec import PlatformSpec
-from failover._telemetry import Telemetry
+from failover._telemetry import Telemetry, use_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -204,9 +203,7 @@ class Chain:
             if span is None:
                 result = await self._start(route, func, args, kwargs, context, None, None)
             else:
-                with otel_trace.use_span(
-                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-                ):
+                with use_span(span, end_on_exit=False):
                     result = await self._start(route, func, args, kwargs, context, tracer, span)
             outcome = "success"
             return result
@@ -510,9 +507,7 @@ class Chain:
         span = self.telemetry.start_attempt(
             tracer, pair.spec, pair.operation, attempt, pair.breaker.state.value
         )
-        with otel_trace.use_span(
-            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
-        ):
+        with use_span(span, end_on_exit=True):
             try:
                 return await self._attempt(pair, permit, func, args, kwargs)
             except anyio.get_cancelled_exc_class():

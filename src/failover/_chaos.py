@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from opentelemetry import trace as otel_trace
-
 from failover._errors import (
     AuthFailed,
     BadRequest,
@@ -37,6 +35,7 @@ from failover._errors import (
     Transient,
 )
 from failover._scrub import get_logger
+from failover._telemetry import current_recording_span
 
 if TYPE_CHECKING:
     from failover._clock import Clock
@@ -268,8 +267,8 @@ class ChaosControl:
 
 def _mark(kind: str, platform: PlatformSpec, operation: str, injected: Counter[str]) -> None:
     injected[kind] += 1
-    span = otel_trace.get_current_span()
-    if span.is_recording():
+    span = current_recording_span()
+    if span is not None:
         previous = span.attributes.get("failover.chaos") if hasattr(span, "attributes") else None
         span.set_attribute("failover.chaos", f"{previous},{kind}" if previous else kind)
     logger.warning("Chaos: injecting %s into %s for %s", kind, platform.name, operation)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from opentelemetry import trace as otel_trace
 
 from failover._errors import AllPlatformsFailed, Attempt, ConfigError
+from failover._telemetry import current_recording_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -106,8 +106,8 @@ def _marked_as_hedge(func: Operation) -> Operation:
     """``func``, marking the attempt span it runs in as a hedge."""
 
     def hedged(platform: PlatformSpec, *args: Any, **kwargs: Any) -> Any:
-        span = otel_trace.get_current_span()
-        if span.is_recording():
+        span = current_recording_span()
+        if span is not None:
             span.set_attribute("failover.hedge", True)
         return func(platform, *args, **kwargs)
 

@@ -20,25 +20,19 @@ Every message that reaches a span goes through the manager's :class:`~failover._
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
-
-from opentelemetry import metrics as otel_metrics
-from opentelemetry import trace as otel_trace
-from opentelemetry.metrics import NoOpMeter
-from opentelemetry.metrics import _internal as _metrics_internal
-from opentelemetry.trace import (
-    NoOpTracer,
-    NoOpTracerProvider,
-    ProxyTracerProvider,
-    SpanKind,
-    StatusCode,
-)
 
 from failover._scrub import Scrubber
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry import trace as otel_trace
     from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
+    from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from failover._errors import Attempt
@@ -85,34 +79,95 @@ def gen_ai_operation(operation: str) -> tuple[str, str | None]:
 # and no provider is to be loaded from an entry point (``OTEL_PYTHON_*_PROVIDER``, read by the
 # API on first use, so reading it once here is as current as the API itself); otherwise every
 # call takes the full path.
-_PEEK_TRACER_PROVIDER: Final = (
-    hasattr(otel_trace, "_TRACER_PROVIDER") and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
-)
-_PEEK_METER_PROVIDER: Final = (
-    hasattr(_metrics_internal, "_METER_PROVIDER") and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
-)
+_PEEK_TRACER_PROVIDER: Final = "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+_PEEK_METER_PROVIDER: Final = "OTEL_PYTHON_METER_PROVIDER" not in os.environ
+
+# The OpenTelemetry API is imported when someone else imports it, not by ``import failover``:
+# a provider can only be installed through the API's modules, so while neither is in
+# ``sys.modules`` nobody listens. These names are bound by :func:`_load_api` (``None`` before).
+# ``_trace_peek``/``_meter_peek`` are what the per-call check reads ``_TRACER_PROVIDER`` /
+# ``_METER_PROVIDER`` from: the API modules, or a stand-in saying "maybe set" for an API
+# version without those globals (every call then takes the full path).
+if not TYPE_CHECKING:
+    otel_trace = otel_metrics = _metrics_internal = None
+_trace_peek: Any = None
+_meter_peek: Any = None
+
+
+class _MaybeSet:
+    _TRACER_PROVIDER: Final = True
+    _METER_PROVIDER: Final = True
+
+
+def _api_imported() -> bool:
+    """Whether the OpenTelemetry API is imported (by anyone); binds our names to it if so."""
+    if _trace_peek is not None:
+        return True
+    if "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
+        return False
+    _load_api()
+    return True
+
+
+def _load_api() -> None:
+    """Import the OpenTelemetry API and bind this module's names to it (idempotent)."""
+    global otel_trace, otel_metrics, _metrics_internal
+    global _trace_peek, _meter_peek
+    if _trace_peek is not None:
+        return
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal
+
+    otel_trace, otel_metrics, _metrics_internal = trace, metrics, _internal
+    _meter_peek = _internal if hasattr(_internal, "_METER_PROVIDER") else _MaybeSet
+    _trace_peek = trace if hasattr(trace, "_TRACER_PROVIDER") else _MaybeSet
+
+
+if not (_PEEK_TRACER_PROVIDER and _PEEK_METER_PROVIDER):
+    _load_api()  # a provider is to come from an entry point: the API's own lookup loads it
 
 
 def _global_tracer_provider_set() -> bool:
     """Whether an application may have installed a global tracer provider."""
-    return not _PEEK_TRACER_PROVIDER or otel_trace._TRACER_PROVIDER is not None
+    if not _PEEK_TRACER_PROVIDER:
+        return True
+    return _api_imported() and _trace_peek._TRACER_PROVIDER is not None
 
 
 def _global_meter_provider_set() -> bool:
     """Whether an application may have installed a global meter provider."""
-    return not _PEEK_METER_PROVIDER or _metrics_internal._METER_PROVIDER is not None
+    if not _PEEK_METER_PROVIDER:
+        return True
+    return _api_imported() and _meter_peek._METER_PROVIDER is not None
+
+
+def current_recording_span() -> Span | None:
+    """The current span if it records, else ``None`` (always while the API is not imported)."""
+    if _trace_peek is None and not _api_imported():
+        return None
+    span = otel_trace.get_current_span()
+    return span if span.is_recording() else None
+
+
+def use_span(span: Span, *, end_on_exit: bool) -> AbstractContextManager[Span]:
+    """``opentelemetry.trace.use_span`` for a span failover started (the API is loaded then)."""
+    return otel_trace.use_span(
+        span, end_on_exit=end_on_exit, record_exception=False, set_status_on_exception=False
+    )
 
 
 def _sdk_tracer_provider() -> TracerProvider | None:
     """The global tracer provider if an application installed a real one, else ``None``."""
+    _load_api()
     provider = otel_trace.get_tracer_provider()
-    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+    if isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
         return None
     return provider
 
 
 def _sdk_meter_provider() -> MeterProvider | None:
     """The global meter provider if an application installed a real one, else ``None``."""
+    _load_api()
     provider = otel_metrics.get_meter_provider()
     if isinstance(provider, otel_metrics.NoOpMeterProvider | _metrics_internal._ProxyMeterProvider):
         return None
@@ -195,8 +250,13 @@ class Telemetry:
         """
         if self._tracer is not None or self._instruments is not None:
             return False
-        if (self._tracing_off or (self._peek_tracer and otel_trace._TRACER_PROVIDER is None)) and (
-            self._metrics_off or (self._peek_meter and _metrics_internal._METER_PROVIDER is None)
+        if _trace_peek is None and not _api_imported():
+            # The API is not imported: no global provider can be installed.
+            if (self._tracing_off or self._peek_tracer) and (self._metrics_off or self._peek_meter):
+                return True
+            return self.tracer() is None and self.instruments() is None
+        if (self._tracing_off or (self._peek_tracer and _trace_peek._TRACER_PROVIDER is None)) and (
+            self._metrics_off or (self._peek_meter and _meter_peek._METER_PROVIDER is None)
         ):
             return True
         return self.tracer() is None and self.instruments() is None
@@ -206,10 +266,8 @@ class Telemetry:
         tracer = self._tracer
         if tracer is not None or self._tracing_off:
             return tracer
-        if (
-            _PEEK_TRACER_PROVIDER
-            and otel_trace._TRACER_PROVIDER is None
-            and self._explicit_tracer_provider is None
+        if self._peek_tracer and (
+            (_trace_peek is None and not _api_imported()) or _trace_peek._TRACER_PROVIDER is None
         ):
             return None  # nobody listens (yet): the no-SDK path ends here
         return self._resolve_tracer()
@@ -219,15 +277,14 @@ class Telemetry:
         instruments = self._instruments
         if instruments is not None or self._metrics_off:
             return instruments
-        if (
-            _PEEK_METER_PROVIDER
-            and _metrics_internal._METER_PROVIDER is None
-            and self._explicit_meter_provider is None
+        if self._peek_meter and (
+            (_trace_peek is None and not _api_imported()) or _meter_peek._METER_PROVIDER is None
         ):
             return None
         return self._resolve_instruments()
 
     def _resolve_tracer(self) -> Tracer | None:
+        _load_api()
         provider = self._explicit_tracer_provider or _sdk_tracer_provider()
         if provider is None:
             if getattr(otel_trace, "_TRACER_PROVIDER", None) is not None:
@@ -236,13 +293,14 @@ class Telemetry:
         from failover import __version__
 
         tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
-        if isinstance(tracer, NoOpTracer):
+        if isinstance(tracer, otel_trace.NoOpTracer):
             self._tracing_off = True
             return None
         self._tracer = tracer
         return tracer
 
     def _resolve_instruments(self) -> Instruments | None:
+        _load_api()
         provider = self._explicit_meter_provider or _sdk_meter_provider()
         if provider is None:
             if getattr(_metrics_internal, "_METER_PROVIDER", None) is not None:
@@ -251,7 +309,7 @@ class Telemetry:
         from failover import __version__
 
         meter = provider.get_meter(INSTRUMENTATION_NAME, __version__)
-        if isinstance(meter, NoOpMeter):
+        if isinstance(meter, otel_metrics.NoOpMeter):
             self._metrics_off = True
             return None
         instruments = self._instruments = Instruments(meter)
@@ -263,7 +321,7 @@ class Telemetry:
         """The span of one logical call, ``failover <operation>``."""
         return tracer.start_span(
             f"failover {operation}",
-            kind=SpanKind.INTERNAL,
+            kind=otel_trace.SpanKind.INTERNAL,
             attributes={"failover.operation": operation},
         )
 
@@ -284,7 +342,7 @@ class Telemetry:
         if output_type is not None:
             attributes["gen_ai.output.type"] = output_type
         return tracer.start_span(
-            f"{name} {spec.model}", kind=SpanKind.CLIENT, attributes=attributes
+            f"{name} {spec.model}", kind=otel_trace.SpanKind.CLIENT, attributes=attributes
         )
 
     def fail_span(
@@ -302,7 +360,9 @@ class Telemetry:
         if kind is not None:
             span.set_attribute("failover.error.kind", kind)
         message = self.scrub(str(error))
-        span.set_status(StatusCode.ERROR, self.scrub(f"{type(error).__name__}: {message}"[:512]))
+        span.set_status(
+            otel_trace.StatusCode.ERROR, self.scrub(f"{type(error).__name__}: {message}"[:512])
+        )
         span.add_event(
             "exception",
             {
