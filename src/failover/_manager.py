@@ -374,13 +374,19 @@ class PlatformManager:
         for operation, specs in specs_by_operation.items():
             operation_policy = base_policy.then(operation_policies.get(operation, Policy()))
             pairs = []
+            # Pairs without a platform policy share one (immutable) resolved policy.
+            shared_resolved: ResolvedPolicy | None = None
             for spec in specs:
                 platform = self._platforms.get(spec.name)
                 if platform is None:
                     platform = self._platforms[spec.name] = PlatformState(spec.name)
-                resolved = ResolvedPolicy.of(
-                    operation_policy.then(platform_policies.get(spec.name, Policy()))
-                )
+                platform_policy = platform_policies.get(spec.name)
+                if platform_policy is not None:
+                    resolved = ResolvedPolicy.of(operation_policy.then(platform_policy))
+                else:
+                    if shared_resolved is None:
+                        shared_resolved = ResolvedPolicy.of(operation_policy.then(Policy()))
+                    resolved = shared_resolved
                 breaker = PairBreaker(self._breaker_settings, self.clock)
                 pair = Pair(
                     spec,
@@ -785,42 +791,53 @@ class PlatformManager:
     # -- transitions -------------------------------------------------------------------------
 
     def _transition_listener(self, pair: Pair) -> Callable[[BreakerState, BreakerState, str], None]:
-        def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
-            pair.replay_transition(new)
-            if self._fleet is not None:
-                self._fleet.on_transition(pair, new, reason)
-            spec = pair.spec
-            if new is BreakerState.OPEN and reason.startswith("forced"):
-                logger.warning("Breaker %s/%s opened by hand", spec.name, pair.operation)
-            elif (
-                new is BreakerState.OPEN
-                and old is BreakerState.CLOSED
-                and reason != REMOTE_OPEN_REASON
-            ):
-                logger.warning(
-                    "Marking %s unhealthy for %s after %d consecutive failures",
-                    spec.name,
-                    pair.operation,
-                    pair.breaker.consecutive_failures,
-                )
-            elif new is BreakerState.CLOSED:
-                logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, reason)
-            else:
-                logger.info(
-                    "Breaker %s/%s: %s -> %s (%s)",
-                    spec.name,
-                    pair.operation,
-                    old.value,
-                    new.value,
-                    reason,
-                )
-            self._telemetry.breaker_transition(
-                spec.name, pair.operation, old.value, new.value, reason
-            )
+        # A two-slot object rather than a closure: one per pair, a closure and its cells cost
+        # about four times the memory.
+        return _TransitionListener(self, pair)
 
-        return on_transition
+    def _on_transition(self, pair: Pair, old: BreakerState, new: BreakerState, reason: str) -> None:
+        pair.replay_transition(new)
+        if self._fleet is not None:
+            self._fleet.on_transition(pair, new, reason)
+        spec = pair.spec
+        if new is BreakerState.OPEN and reason.startswith("forced"):
+            logger.warning("Breaker %s/%s opened by hand", spec.name, pair.operation)
+        elif (
+            new is BreakerState.OPEN and old is BreakerState.CLOSED and reason != REMOTE_OPEN_REASON
+        ):
+            logger.warning(
+                "Marking %s unhealthy for %s after %d consecutive failures",
+                spec.name,
+                pair.operation,
+                pair.breaker.consecutive_failures,
+            )
+        elif new is BreakerState.CLOSED:
+            logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, reason)
+        else:
+            logger.info(
+                "Breaker %s/%s: %s -> %s (%s)",
+                spec.name,
+                pair.operation,
+                old.value,
+                new.value,
+                reason,
+            )
+        self._telemetry.breaker_transition(spec.name, pair.operation, old.value, new.value, reason)
 
     def __repr__(self) -> str:
         return (
             f"<PlatformManager operations={list(self._routes)} platforms={list(self._platforms)}>"
         )
+
+
+class _TransitionListener:
+    """A pair breaker's transition listener: hands each transition to the manager."""
+
+    __slots__ = ("manager", "pair")
+
+    def __init__(self, manager: PlatformManager, pair: Pair) -> None:
+        self.manager = manager
+        self.pair = pair
+
+    def __call__(self, old: BreakerState, new: BreakerState, reason: str) -> None:
+        self.manager._on_transition(self.pair, old, new, reason)
