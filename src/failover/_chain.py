@@ -291,12 +291,22 @@ class Chain:
                     func, args, kwargs, context, tracer, call_span, attempts,
                 )  # fmt: skip
             func = policies.wrap(operation, func)
+        # spent(attempts), kept up to date by counting only the records added since the last
+        # look (``attempts`` only grows; hedge lanes append to it too): a walk past many
+        # skipped platforms stays linear.
+        counted = made = 0
         for pair in order:
-            if tries >= settings.max_attempts or (
-                attempts and spent(attempts) >= settings.max_attempts
-            ):
+            if tries >= settings.max_attempts:
                 reason = f"max_attempts={settings.max_attempts} reached"
                 break
+            if counted < len(attempts):
+                for index in range(counted, len(attempts)):
+                    if attempts[index].outcome != "skipped":
+                        made += 1
+                counted = len(attempts)
+                if made >= settings.max_attempts:
+                    reason = f"max_attempts={settings.max_attempts} reached"
+                    break
             if platforms_tried and not settings.fallback_enabled:
                 reason = "fallback disabled"
                 break
@@ -629,8 +639,14 @@ class Chain:
     def _skipped(
         self, pair: Pair, reason: str, attempts: list[Attempt], call_span: Span | None
     ) -> None:
-        attempts.append(pair.skip_record(reason))
-        self.telemetry.skipped(call_span, pair.spec.name, pair.operation, reason)
+        # Runs once per platform passed over: the shared skip record is looked up inline, and
+        # the telemetry hook is called only when it has something to record.
+        records = pair._skip_records
+        record = None if records is None else records.get(reason)
+        attempts.append(pair.skip_record(reason) if record is None else record)
+        telemetry = self.telemetry
+        if call_span is not None or telemetry.instruments() is not None:
+            telemetry.skipped(call_span, pair.spec.name, pair.operation, reason)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "Skipping unhealthy platform %s for %s: %s", pair.spec.name, pair.operation, reason
