@@ -126,3 +126,18 @@ def test_opentelemetry_imported_after_failover_is_picked_up(backend: str) -> Non
         "generate_content a-1",
         "generate_content b-1",
     ]
+
+
+def test_calls_without_the_api_never_import_it_monitoring_on_or_off() -> None:
+    code = (
+        "import sys, anyio\n"
+        "from failover import PlatformManager\n"
+        "from failover.testing import ScriptedOperation\n"
+        "for enabled in (True, False):\n"
+        "    manager = PlatformManager(\n"
+        "        {'chat': [('a', 'm')]}, environ={}, monitoring_enabled=enabled\n"
+        "    )\n"
+        "    anyio.run(manager.with_fallback, 'chat', ScriptedOperation({}))\n"
+        "    print(manager._telemetry.quiet(), 'opentelemetry' in sys.modules)\n"
+    )
+    assert run(code).splitlines() == ["True False", "True False"]

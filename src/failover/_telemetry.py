@@ -250,11 +250,16 @@ class Telemetry:
         """
         if self._tracer is not None or self._instruments is not None:
             return False
-        if _trace_peek is None and not _api_imported():
-            # The API is not imported: no global provider can be installed.
-            if (self._tracing_off or self._peek_tracer) and (self._metrics_off or self._peek_meter):
-                return True
-            return self.tracer() is None and self.instruments() is None
+        if _trace_peek is None:
+            if self._tracing_off and self._metrics_off:
+                return True  # monitoring off: no need to look for the API
+            if not _api_imported():
+                # The API is not imported: no global provider can be installed.
+                if (self._tracing_off or self._peek_tracer) and (
+                    self._metrics_off or self._peek_meter
+                ):
+                    return True
+                return self.tracer() is None and self.instruments() is None
         if (self._tracing_off or (self._peek_tracer and _trace_peek._TRACER_PROVIDER is None)) and (
             self._metrics_off or (self._peek_meter and _meter_peek._METER_PROVIDER is None)
         ):
