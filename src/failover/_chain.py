@@ -248,9 +248,9 @@ class Chain:
         tracer: Tracer | None,
         call_span: Span | None,
     ) -> tuple[Any, PlatformSpec]:
+        """The walk inside the route's deadline scope (only called when a deadline is set)."""
+        assert route.deadline is not None
         attempts: list[Attempt] = []
-        if route.deadline is None:
-            return await self._walk(route, func, args, kwargs, context, tracer, call_span, attempts)
         with self.clock.cancel_scope(route.deadline) as scope:
             return await self._walk(route, func, args, kwargs, context, tracer, call_span, attempts)
         # Only reached when the deadline scope swallowed its own cancellation.
