@@ -365,9 +365,7 @@ class Telemetry:
         if kind is not None:
             span.set_attribute("failover.error.kind", kind)
         message = self.scrub(str(error))
-        span.set_status(
-            otel_trace.StatusCode.ERROR, self.scrub(f"{type(error).__name__}: {message}"[:512])
-        )
+        span.set_status(otel_trace.StatusCode.ERROR, f"{type(error).__name__}: {message}"[:512])
         span.add_event(
             "exception",
             {
