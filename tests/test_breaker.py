@@ -9,7 +9,7 @@ import pybreaker
 import pytest
 
 from failover import ConfigError, PlatformManager
-from failover._breaker import (
+from failover._core.breaker import (
     CLOSED_PERMIT,
     BreakerSettings,
     BreakerState,

@@ -18,7 +18,7 @@ from failover import (
     PlatformSpec,
     Policy,
 )
-from failover._bulkhead import Limiter
+from failover.policies.bulkhead import Limiter
 from failover.testing import FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -22,7 +22,7 @@ from failover import (
     RateLimited,
     Transient,
 )
-from failover._chaos import parse_chaos
+from failover.policies.chaos import parse_chaos
 from failover.testing import FakeClock
 
 pytestmark = pytest.mark.anyio

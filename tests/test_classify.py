@@ -27,7 +27,7 @@ from failover import (
     classify,
     parse_retry_after,
 )
-from failover._classify import MAX_RETRY_AFTER_SECONDS, classify_status
+from failover._core.classify import MAX_RETRY_AFTER_SECONDS, classify_status
 
 TRANSIENT = ErrorKind.TRANSIENT
 RATE_LIMITED = ErrorKind.RATE_LIMITED

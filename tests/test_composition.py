@@ -23,8 +23,8 @@ from failover import (
     Retry,
     Transient,
 )
-from failover._breaker import PairBreaker, Permit
-from failover._bulkhead import Limiter
+from failover._core.breaker import PairBreaker, Permit
+from failover.policies.bulkhead import Limiter
 from failover.testing import FakeClock
 
 pytestmark = pytest.mark.anyio

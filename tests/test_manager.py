@@ -22,7 +22,7 @@ from failover import (
     Transient,
     UnknownOperation,
 )
-from failover._health import RESERVOIR_SIZE
+from failover._core.health import RESERVOIR_SIZE
 from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import pytest
 import tenacity
 
 from failover import NO_RETRY, Classification, ConfigError, ErrorKind, Policy, Retry, Transient
-from failover._policies import ResolvedPolicy, RetryRun
+from failover.policies.policy import ResolvedPolicy, RetryRun
 
 TRANSIENT = Classification(ErrorKind.TRANSIENT)
 

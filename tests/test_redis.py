@@ -24,7 +24,7 @@ from failover import (
     RateLimited,
     Transient,
 )
-from failover._shared import SharedEvent
+from failover._engine.fleet import SharedEvent
 from failover.redis import RedisSharedState, decode_message, display_url
 from failover.testing import FakeClock
 from test_redis_support import (

@@ -37,8 +37,8 @@ from hypothesis.stateful import (
 )
 
 from failover import Classification, ErrorKind, PlatformManager, PlatformSpec
-from failover._breaker import Permit
-from failover._pair import Pair
+from failover._core.breaker import Permit
+from failover._core.pair import Pair
 from failover.testing import FakeClock
 
 PLATFORMS = ("alpha", "beta")

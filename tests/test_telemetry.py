@@ -34,7 +34,7 @@ from failover import (
     Retry,
     Transient,
 )
-from failover._telemetry import gen_ai_operation
+from failover._observe.telemetry import gen_ai_operation
 from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio
@@ -295,7 +295,7 @@ async def test_credit_error_then_success(otel: Otel) -> None:
         (
             "exception",
             {
-                "exception.type": "failover._errors.CreditExhausted",
+                "exception.type": "failover._core.errors.CreditExhausted",
                 "exception.message": "402 payment required",
             },
         )
@@ -423,7 +423,7 @@ async def test_all_platforms_failed(otel: Otel) -> None:
         (
             "exception",
             {
-                "exception.type": "failover._errors.AllPlatformsFailed",
+                "exception.type": "failover._core.errors.AllPlatformsFailed",
                 "exception.message": str(caught.value),
             },
         ),

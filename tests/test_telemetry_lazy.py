@@ -20,7 +20,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from failover import PlatformManager, PlatformSpec, Transient
-from failover._telemetry import _global_meter_provider_set, _global_tracer_provider_set
+from failover._observe.telemetry import _global_meter_provider_set, _global_tracer_provider_set
 from failover.testing import FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from failover._breaker import BreakerState
-from failover._bulkhead import NO_BULKHEAD, Bulkhead
-from failover._chain import AttemptTimeout, Ordering, cost_order, priority_order
-from failover._chaos import Chaos, ChaosControl
-from failover._classify import Classification, ErrorKind, classify, parse_retry_after
-from failover._clock import Clock, MonotonicClock
-from failover._errors import (
+from failover._core.breaker import BreakerState
+from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
+from failover._engine.chain import AttemptTimeout, Ordering, cost_order, priority_order
+from failover.policies.chaos import Chaos, ChaosControl
+from failover._core.classify import Classification, ErrorKind, classify, parse_retry_after
+from failover._core.clock import Clock, MonotonicClock
+from failover._core.errors import (
     AllPlatformsFailed,
     Attempt,
     AuthFailed,
@@ -30,17 +30,17 @@ from failover._errors import (
     Transient,
     UnknownOperation,
 )
-from failover._hedge import NO_HEDGE, Hedge
+from failover.policies.hedge import NO_HEDGE, Hedge
 from failover._manager import PlatformManager
-from failover._ordering import (
+from failover.policies.ordering import (
     BudgetOrder,
     LatencyOrder,
     Observation,
     Ordered,
     WeightedRoundRobin,
 )
-from failover._policies import Policy, Retry
-from failover._spec import (
+from failover.policies.policy import Policy, Retry
+from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
     KNOWN_PLATFORMS,
@@ -49,7 +49,7 @@ from failover._spec import (
 from failover.decorators import FallbackFunction, fallback
 
 if TYPE_CHECKING:
-    from failover._policies import NO_RETRY
+    from failover.policies.policy import NO_RETRY
 
 __version__ = "0.1.0.dev0"
 
@@ -107,7 +107,7 @@ def __getattr__(name: str) -> Any:
     # NO_RETRY is built on first use: it is made of tenacity objects, and importing failover
     # does not import tenacity.
     if name == "NO_RETRY":
-        from failover import _policies
+        from failover.policies import policy as _policies
 
         return _policies.NO_RETRY
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 
 import anyio
 
-from failover._breaker import BreakerSettings, BreakerState, PairBreaker
-from failover._chain import (
+from failover._core.breaker import BreakerSettings, BreakerState, PairBreaker
+from failover._engine.chain import (
     DEFAULT_CONTINUE_ON,
     Chain,
     ChainSettings,
@@ -20,25 +20,25 @@ from failover._chain import (
     Route,
     cost_order,
 )
-from failover._chaos import Chaos, ChaosControl, chaos_rules
-from failover._classify import Classifier, ErrorKind, classify
-from failover._clock import Clock, MonotonicClock, to_wall
-from failover._errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
-from failover._health import aggregate
-from failover._last_resort import LastResort
-from failover._pair import Pair, PlatformState
-from failover._pipeline import PolicyWiring
-from failover._policies import Policy, ResolvedPolicy, check_when_all_unavailable
-from failover._scrub import Scrubber, get_logger, register
-from failover._shared import REMOTE_OPEN_REASON, FleetLink, SharedState
-from failover._spec import (
+from failover.policies.chaos import Chaos, ChaosControl, chaos_rules
+from failover._core.classify import Classifier, ErrorKind, classify
+from failover._core.clock import Clock, MonotonicClock, to_wall
+from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
+from failover._core.health import aggregate
+from failover.policies.last_resort import LastResort
+from failover._core.pair import Pair, PlatformState
+from failover._engine.pipeline import PolicyWiring
+from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
+from failover._observe.scrub import Scrubber, get_logger, register
+from failover._engine.fleet import REMOTE_OPEN_REASON, FleetLink, SharedState
+from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
     PlatformSpec,
     check_operation_name,
     known_platform,
 )
-from failover._telemetry import Telemetry
+from failover._observe.telemetry import Telemetry
 
 if TYPE_CHECKING:
     import pybreaker
@@ -443,7 +443,7 @@ class PlatformManager:
         The file is ``config_path`` or ``$FAILOVER_CONFIG``; keyword ``overrides`` win over
         both. With no file, the built-in priority table is used.
         """
-        from failover._config import load_manager_kwargs
+        from failover._config.load import load_manager_kwargs
 
         kwargs = load_manager_kwargs(environ=environ, config_path=config_path)
         kwargs.update(overrides)
@@ -711,7 +711,7 @@ class PlatformManager:
 
     def reset_health(self, platform: str | None = None, operation: str | None = None) -> None:
         """Forget the counters (not the breaker state) of matching pairs."""
-        from failover._health import PairStats
+        from failover._core.health import PairStats
 
         if operation is not None:
             self._route(operation)

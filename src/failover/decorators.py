@@ -7,8 +7,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from failover._errors import ConfigError
-from failover._spec import PlatformSpec, check_operation_name
+from failover._core.errors import ConfigError
+from failover._core.spec import PlatformSpec, check_operation_name
 
 if TYPE_CHECKING:
     from failover._manager import PlatformManager

@@ -46,9 +46,9 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
-from failover._errors import ConfigError
-from failover._scrub import get_logger
-from failover._shared import EVENT_KINDS, FleetLink, SharedEvent
+from failover._core.errors import ConfigError
+from failover._observe.scrub import get_logger
+from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
 
 try:
     import coredis

@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"({exc.name or exc} is missing)"
     ) from exc
 
-from failover._errors import ConfigError
+from failover._core.errors import ConfigError
 
 __all__ = ["OtlpExport", "configure"]
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import httpx
 
-from failover._spec import PlatformSpec
+from failover._core.spec import PlatformSpec
 
 _OPENAI_COMPATIBLE: Final = frozenset({"openai", "groq", "xai", "together", "google"})
 _TINY_PNG: Final = base64.b64decode(

@@ -8,8 +8,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Unpack
 
-from failover._errors import Transient
-from failover._spec import PlatformSpec
+from failover._core.errors import Transient
+from failover._core.spec import PlatformSpec
 from failover.http._base import (
     AdapterOptions,
     ChatAdapter,

@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Final, Literal, Self, TypedDict, overload
 import anyio
 import httpx
 
-from failover._errors import AuthFailed, BadRequest, ConfigError, Transient
-from failover._scrub import Scrubber
-from failover._spec import PlatformSpec
+from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
+from failover._observe.scrub import Scrubber
+from failover._core.spec import PlatformSpec
 from failover.http._classify import (
     error_from_body,
     parse_error_body,

@@ -1,6 +1,6 @@
 """httpx errors and responses -> failover's error kinds and exceptions.
 
-The decisions are :func:`failover._classify.classify_status`'s (status code plus body words);
+The decisions are :func:`failover._core.classify.classify_status`'s (status code plus body words);
 this module reads what an httpx response carries so that function sees the right words: the
 provider's error code, type and message from the JSON body shapes providers really send, and
 the wait from ``Retry-After``, ``retry-after-ms`` or Gemini's ``RetryInfo``. A few structured
@@ -19,8 +19,8 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from failover._classify import Classification, ErrorKind, classify_status, parse_retry_after
-from failover._errors import (
+from failover._core.classify import Classification, ErrorKind, classify_status, parse_retry_after
+from failover._core.errors import (
     AuthFailed,
     BadRequest,
     CreditExhausted,
@@ -28,7 +28,7 @@ from failover._errors import (
     RateLimited,
     Transient,
 )
-from failover._scrub import Scrubber
+from failover._observe.scrub import Scrubber
 
 #: Error bodies are read up to this many bytes; the rest is dropped unread.
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace as otel_trace
 
-from failover._errors import ConfigError
+from failover._core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Final, Protocol, Self
 import anyio.lowlevel
 import httpx
 
-from failover._errors import FailoverError, ProviderError, Transient
+from failover._core.errors import FailoverError, ProviderError, Transient
 from failover.http._classify import BodyReader, to_provider_error
 from failover.http._result import TextResult
 

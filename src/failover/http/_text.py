@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
-from failover._errors import ConfigError, ProviderError
-from failover._spec import TEXT_GENERATION, PlatformSpec
+from failover._core.errors import ConfigError, ProviderError
+from failover._core.spec import TEXT_GENERATION, PlatformSpec
 from failover.http._adapters import (
     ANTHROPIC_BASE_URLS,
     OPENAI_COMPATIBLE_BASE_URLS,

@@ -63,7 +63,7 @@ import anyio
 import anyio.abc
 import h11
 
-from failover._scrub import get_logger
+from failover._observe.scrub import get_logger
 
 __all__ = [
     "OPENAI_COMPATIBLE_PLATFORMS",

@@ -2,7 +2,7 @@
 
 No I/O and no event loop: :class:`PairBreaker` decides admission and records outcomes; the
 chain (async) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
-inspect it, attach listeners and call ``open()``/``close()`` (``failover._mirror``, built on
+inspect it, attach listeners and call ``open()``/``close()`` (``failover._engine.mirror``, built on
 first use), but no call ever goes through pybreaker's ``call()``.
 
 States: closed -> open after ``failure_threshold`` consecutive failures -> half-open once the
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from failover._clock import Clock
-from failover._errors import ConfigError
+from failover._core.clock import Clock
+from failover._core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from failover._mirror import PybreakerMirror as PybreakerMirror
+    from failover._engine.mirror import PybreakerMirror as PybreakerMirror
 
 
 class BreakerState(enum.StrEnum):
@@ -352,7 +352,7 @@ _PYBREAKER_STATE: Final = {
 def __getattr__(name: str) -> Any:
     # The mirror lives in its own module so importing failover does not import pybreaker.
     if name == "PybreakerMirror":
-        from failover._mirror import PybreakerMirror
+        from failover._engine.mirror import PybreakerMirror
 
         return PybreakerMirror
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

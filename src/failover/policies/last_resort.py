@@ -38,20 +38,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from failover._breaker import BreakerState, Permit
-from failover._classify import ErrorKind, classify
-from failover._errors import AllPlatformsFailed, Attempt
-from failover._pair import SKIP_CREDIT, SKIP_MISSING_KEY, SKIP_OPEN, SKIP_RATE_LIMITED
-from failover._scrub import get_logger
+from failover._core.breaker import BreakerState, Permit
+from failover._core.classify import ErrorKind, classify
+from failover._core.errors import AllPlatformsFailed, Attempt
+from failover._core.pair import SKIP_CREDIT, SKIP_MISSING_KEY, SKIP_OPEN, SKIP_RATE_LIMITED
+from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from failover._bulkhead import Limiter
-    from failover._chain import Chain, Operation, Route
-    from failover._pair import Cooldown, Pair
-    from failover._policies import Policy
-    from failover._spec import PlatformSpec
+    from failover.policies.bulkhead import Limiter
+    from failover._engine.chain import Chain, Operation, Route
+    from failover._core.pair import Cooldown, Pair
+    from failover.policies.policy import Policy
+    from failover._core.spec import PlatformSpec
 
 logger = get_logger("failover")
 

@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from failover._errors import ConfigError
+from failover._core.errors import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from failover._clock import Clock
-    from failover._pair import Pair
-    from failover._spec import PlatformSpec
+    from failover._core.clock import Clock
+    from failover._core.pair import Pair
+    from failover._core.spec import PlatformSpec
 
 #: The skip reason of a platform whose spending cap for the current period is used up.
 SKIP_OVER_BUDGET: Final = "over_budget"
@@ -411,7 +411,7 @@ def order_reason(ordering: object, context: Mapping[str, Any] | None) -> str:
     if ordering is None:
         return "priority"
     name = ordering_name(ordering)
-    if getattr(ordering, "__module__", None) == "failover._chain":
+    if getattr(ordering, "__module__", None) == "failover._engine.chain":
         if name == "priority_order":
             return "priority"
         if name == "cost_order":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from failover._classify import ErrorKind
+    from failover._core.classify import ErrorKind
 
 
 class FailoverError(Exception):

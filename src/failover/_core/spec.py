@@ -41,7 +41,7 @@ class PlatformSpec:
 
     def __post_init__(self) -> None:
         # Imported here to keep this module free of cycles: _errors imports nothing of ours.
-        from failover._errors import ConfigError
+        from failover._core.errors import ConfigError
 
         if not isinstance(self.name, str) or not _IDENTIFIER.match(self.name):
             raise ConfigError(
@@ -145,7 +145,7 @@ def known_platform(name: str) -> KnownPlatform | None:
 
 def check_operation_name(name: object, *, where: str) -> str:
     """Return ``name`` if it is a valid operation type name, else raise ``ConfigError``."""
-    from failover._errors import ConfigError
+    from failover._core.errors import ConfigError
 
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ConfigError(

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import anyio
 
-from failover._errors import ConfigError
+from failover._core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from failover._clock import Clock
+    from failover._core.clock import Clock
 
 #: The skip reason of a platform whose bulkhead had no free slot in time.
 SKIP_BULKHEAD_FULL: Final = "bulkhead_full"

@@ -33,10 +33,10 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
-from failover._bulkhead import NO_BULKHEAD, Bulkhead
-from failover._classify import Classification, ErrorKind
-from failover._errors import ConfigError
-from failover._hedge import Hedge
+from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
+from failover._core.classify import Classification, ErrorKind
+from failover._core.errors import ConfigError
+from failover.policies.hedge import Hedge
 
 if TYPE_CHECKING:
     from tenacity.retry import RetryBaseT

@@ -1,6 +1,6 @@
 """``failover check-config``: validate a ``failover.toml`` and say what it resolves to.
 
-The loader (:mod:`failover._config`) stops at the first problem, which is right for a
+The loader (:mod:`failover._config.load`) stops at the first problem, which is right for a
 program starting up but tiresome when fixing a file. Here every part of the document (each
 setting, each ``[platforms.X]`` table, each priority entry) goes through the same loader and
 :class:`~failover.PlatformManager` validation on its own, so every problem is named at once.
@@ -15,15 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from failover._config import (
+from failover._config.load import (
     ENV_SETTINGS,
     read_toml,
     settings_from_env,
     settings_from_toml,
 )
-from failover._errors import ConfigError
+from failover._core.errors import ConfigError
 from failover._manager import PlatformManager
-from failover._spec import (
+from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
     check_operation_name,

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 import anyio
 from anyio.abc import TaskStatus
 
-from failover._breaker import BreakerState, Permit
-from failover._scrub import get_logger
+from failover._core.breaker import BreakerState, Permit
+from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
-    from failover._clock import Clock
-    from failover._pair import Cooldown, Pair, PlatformState
+    from failover._core.clock import Clock
+    from failover._core.pair import Cooldown, Pair, PlatformState
 
 logger = get_logger("failover.redis")
 

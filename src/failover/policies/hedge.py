@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from failover._errors import AllPlatformsFailed, Attempt, ConfigError
-from failover._telemetry import current_recording_span
+from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError
+from failover._observe.telemetry import current_recording_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from failover._chain import Chain, Operation, Route
-    from failover._pair import Pair
-    from failover._spec import PlatformSpec
+    from failover._engine.chain import Chain, Operation, Route
+    from failover._core.pair import Pair
+    from failover._core.spec import PlatformSpec
 
 
 @dataclass(frozen=True, slots=True)

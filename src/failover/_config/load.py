@@ -48,9 +48,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from failover._errors import ConfigError
-from failover._policies import Policy
-from failover._spec import DEFAULT_PRIORITIES, PlatformSpec, check_operation_name, known_platform
+from failover._core.errors import ConfigError
+from failover.policies.policy import Policy
+from failover._core.spec import DEFAULT_PRIORITIES, PlatformSpec, check_operation_name, known_platform
 
 ENV_CONFIG: Final = "FAILOVER_CONFIG"
 

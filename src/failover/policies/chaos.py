@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from failover._errors import (
+from failover._core.errors import (
     AuthFailed,
     BadRequest,
     ConfigError,
@@ -34,12 +34,12 @@ from failover._errors import (
     RateLimited,
     Transient,
 )
-from failover._scrub import get_logger
-from failover._telemetry import current_recording_span
+from failover._observe.scrub import get_logger
+from failover._observe.telemetry import current_recording_span
 
 if TYPE_CHECKING:
-    from failover._clock import Clock
-    from failover._spec import PlatformSpec
+    from failover._core.clock import Clock
+    from failover._core.spec import PlatformSpec
 
 logger = get_logger("failover")
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import anyio
 
 from failover import __version__
-from failover._errors import ConfigError
-from failover._fleet_cli import add_health
-from failover._scrub import ScrubbingFilter, get_logger
+from failover._core.errors import ConfigError
+from failover.cli.fleet import add_health
+from failover._observe.scrub import ScrubbingFilter, get_logger
 
 if TYPE_CHECKING:
-    from failover._config_check import ConfigReport
+    from failover._config.check import ConfigReport
     from failover.testing._fake_providers import Behaviour
 
 PROG: Final = "failover"
@@ -363,7 +363,7 @@ def _add_check_config(subparsers: Any) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from failover._config_check import check_config
+    from failover._config.check import check_config
 
     report: ConfigReport = anyio.run(check_config, args.file, dict(os.environ))
     if args.strict:
@@ -485,6 +485,3 @@ def _single(exc: BaseException) -> BaseException:
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
-
-if __name__ == "__main__":
-    sys.exit(main())

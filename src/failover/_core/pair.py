@@ -10,16 +10,16 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from failover._breaker import BreakerState, PairBreaker, Permit
-from failover._classify import Classifier, ErrorKind
-from failover._clock import Clock
-from failover._errors import Attempt
-from failover._health import PairStats
-from failover._policies import ResolvedPolicy
-from failover._spec import PlatformSpec
+from failover._core.breaker import BreakerState, PairBreaker, Permit
+from failover._core.classify import Classifier, ErrorKind
+from failover._core.clock import Clock
+from failover._core.errors import Attempt
+from failover._core.health import PairStats
+from failover.policies.policy import ResolvedPolicy
+from failover._core.spec import PlatformSpec
 
 if TYPE_CHECKING:
-    from failover._mirror import PybreakerMirror
+    from failover._engine.mirror import PybreakerMirror
 
 SKIP_MISSING_KEY: Final = "missing_api_key"
 SKIP_OPEN: Final = "open"
@@ -161,7 +161,7 @@ class Pair:
         """
         mirror = self._mirror
         if mirror is None:
-            from failover._mirror import PybreakerMirror
+            from failover._engine.mirror import PybreakerMirror
 
             spec = self.spec
             mirror = PybreakerMirror(self.breaker, f"{spec.name}:{self.operation}")

@@ -14,7 +14,7 @@ What is recorded (``docs/tracing.md`` shows it as Jaeger does):
 * the ``failover.attempts`` and ``failover.breaker.transitions`` counters and the
   ``failover.attempt.duration`` and ``failover.call.duration`` histograms (seconds).
 
-Every message that reaches a span goes through the manager's :class:`~failover._scrub.Scrubber`.
+Every message that reaches a span goes through the manager's :class:`~failover._observe.scrub.Scrubber`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from failover._scrub import Scrubber
+from failover._observe.scrub import Scrubber
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-    from failover._errors import Attempt
-    from failover._spec import PlatformSpec
+    from failover._core.errors import Attempt
+    from failover._core.spec import PlatformSpec
 
 INSTRUMENTATION_NAME: Final = "failover"
 

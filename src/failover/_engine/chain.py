@@ -1,7 +1,7 @@
 """The fallback chain: order platforms, skip, attempt, record, raise :class:`AllPlatformsFailed`.
 
 This is the only async part of the engine. It sequences decisions made elsewhere: the ordering
-strategy (which platforms, in what order), each :class:`~failover._pair.Pair` (admit or skip),
+strategy (which platforms, in what order), each :class:`~failover._core.pair.Pair` (admit or skip),
 the classifier (what kind of failure), the policy (retry the same platform? how long to
 wait? how long may an attempt take?). Cancellation from the caller is never counted, never
 retried, never converted: the permit is given back and the exception re-raised unchanged.
@@ -17,24 +17,24 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 
-from failover._breaker import Permit
-from failover._classify import Classification, ErrorKind, classify
-from failover._errors import AllPlatformsFailed, Attempt
-from failover._hedge import hedged_walk
-from failover._ordering import annotate_order, order_reason
-from failover._pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
-from failover._policies import RetryRun
-from failover._scrub import get_logger
-from failover._spec import PlatformSpec
-from failover._telemetry import Telemetry, use_span
+from failover._core.breaker import Permit
+from failover._core.classify import Classification, ErrorKind, classify
+from failover._core.errors import AllPlatformsFailed, Attempt
+from failover.policies.hedge import hedged_walk
+from failover.policies.ordering import annotate_order, order_reason
+from failover._core.pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
+from failover.policies.policy import RetryRun
+from failover._observe.scrub import get_logger
+from failover._core.spec import PlatformSpec
+from failover._observe.telemetry import Telemetry, use_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from failover._clock import Clock
-    from failover._last_resort import LastResort
-    from failover._pipeline import RoutePolicies
-    from failover._shared import FleetLink
+    from failover._core.clock import Clock
+    from failover.policies.last_resort import LastResort
+    from failover._engine.pipeline import RoutePolicies
+    from failover._engine.fleet import FleetLink
 
 logger = get_logger("failover")
 
@@ -117,7 +117,7 @@ class Route:
         self.deadline = deadline
         self._by_name = {pair.spec.name: pair for pair in self.pairs}
         self._cost_order = tuple(sorted(self.pairs, key=lambda pair: pair.spec.estimated_cost))
-        #: Hedge, bulkheads, chaos, ordering strategy (``failover._pipeline``); ``None`` when
+        #: Hedge, bulkheads, chaos, ordering strategy (``failover._engine.pipeline``); ``None`` when
         #: none is configured, so the plain walk pays nothing for them.
         self.policies: RoutePolicies | None = None
         #: What a call does when every platform is unavailable (``None``: raise at once).

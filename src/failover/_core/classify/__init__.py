@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from failover._errors import BadRequest, ProviderError, RateLimited
+from failover._core.errors import BadRequest, ProviderError, RateLimited
 
 
 class ErrorKind(enum.StrEnum):

@@ -1,6 +1,6 @@
 """The ``pybreaker.CircuitBreaker`` that mirrors a pair's breaker, built on first use.
 
-Kept apart from :mod:`failover._breaker` so that ``import failover`` does not import pybreaker:
+Kept apart from :mod:`failover._core.breaker` so that ``import failover`` does not import pybreaker:
 a pair creates its mirror only when someone asks for ``manager.breaker(...)``, and the mirror
 then catches up with the pair's current state and failure count (:meth:`catch_up`).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import pybreaker
 
-from failover._breaker import _PYBREAKER_STATE, BreakerState, PairBreaker
+from failover._core.breaker import _PYBREAKER_STATE, BreakerState, PairBreaker
 
 
 class PybreakerMirror(pybreaker.CircuitBreakerListener):

@@ -1,0 +1,1 @@
+"""Configuration: ``AI_*`` variables and ``failover.toml`` -> a validated plan -> routes."""

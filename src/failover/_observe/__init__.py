@@ -1,0 +1,1 @@
+"""Observability: OpenTelemetry spans, events and metrics (API only), and secret scrubbing."""
