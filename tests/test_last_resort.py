@@ -32,10 +32,10 @@ from failover import (
     Transient,
     fallback,
 )
-from failover._core.breaker import BreakerState
 from failover._config.load import settings_from_toml
-from failover.policies.last_resort import by_recovery, take_probe
+from failover._core.breaker import BreakerState
 from failover._core.pair import Pair
+from failover.policies.last_resort import by_recovery, take_probe
 from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from failover._core.breaker import BreakerState
-from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
-from failover._engine.chain import AttemptTimeout, Ordering, cost_order, priority_order
-from failover.policies.chaos import Chaos, ChaosControl
 from failover._core.classify import Classification, ErrorKind, classify, parse_retry_after
 from failover._core.clock import Clock, MonotonicClock
 from failover._core.errors import (
@@ -30,8 +27,18 @@ from failover._core.errors import (
     Transient,
     UnknownOperation,
 )
-from failover.policies.hedge import NO_HEDGE, Hedge
+from failover._core.spec import (
+    BUILTIN_OPERATION_TYPES,
+    DEFAULT_PRIORITIES,
+    KNOWN_PLATFORMS,
+    PlatformSpec,
+)
+from failover._engine.chain import AttemptTimeout, Ordering, cost_order, priority_order
 from failover._manager import PlatformManager
+from failover.decorators import FallbackFunction, fallback
+from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
+from failover.policies.chaos import Chaos, ChaosControl
+from failover.policies.hedge import NO_HEDGE, Hedge
 from failover.policies.ordering import (
     BudgetOrder,
     LatencyOrder,
@@ -40,13 +47,6 @@ from failover.policies.ordering import (
     WeightedRoundRobin,
 )
 from failover.policies.policy import Policy, Retry
-from failover._core.spec import (
-    BUILTIN_OPERATION_TYPES,
-    DEFAULT_PRIORITIES,
-    KNOWN_PLATFORMS,
-    PlatformSpec,
-)
-from failover.decorators import FallbackFunction, fallback
 
 if TYPE_CHECKING:
     from failover.policies.policy import NO_RETRY

@@ -12,6 +12,18 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 import anyio
 
 from failover._core.breaker import BreakerSettings, BreakerState, PairBreaker
+from failover._core.classify import Classifier, ErrorKind, classify
+from failover._core.clock import Clock, MonotonicClock, to_wall
+from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
+from failover._core.health import aggregate
+from failover._core.pair import Pair, PlatformState
+from failover._core.spec import (
+    BUILTIN_OPERATION_TYPES,
+    DEFAULT_PRIORITIES,
+    PlatformSpec,
+    check_operation_name,
+    known_platform,
+)
 from failover._engine.chain import (
     DEFAULT_CONTINUE_ON,
     Chain,
@@ -20,25 +32,13 @@ from failover._engine.chain import (
     Route,
     cost_order,
 )
-from failover.policies.chaos import Chaos, ChaosControl, chaos_rules
-from failover._core.classify import Classifier, ErrorKind, classify
-from failover._core.clock import Clock, MonotonicClock, to_wall
-from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
-from failover._core.health import aggregate
-from failover.policies.last_resort import LastResort
-from failover._core.pair import Pair, PlatformState
-from failover._engine.pipeline import PolicyWiring
-from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
-from failover._observe.scrub import Scrubber, get_logger, register
 from failover._engine.fleet import REMOTE_OPEN_REASON, FleetLink, SharedState
-from failover._core.spec import (
-    BUILTIN_OPERATION_TYPES,
-    DEFAULT_PRIORITIES,
-    PlatformSpec,
-    check_operation_name,
-    known_platform,
-)
+from failover._engine.pipeline import PolicyWiring
+from failover._observe.scrub import Scrubber, get_logger, register
 from failover._observe.telemetry import Telemetry
+from failover.policies.chaos import Chaos, ChaosControl, chaos_rules
+from failover.policies.last_resort import LastResort
+from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
 
 if TYPE_CHECKING:
     import pybreaker

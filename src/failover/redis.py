@@ -47,8 +47,8 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from failover._core.errors import ConfigError
-from failover._observe.scrub import get_logger
 from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
+from failover._observe.scrub import get_logger
 
 try:
     import coredis

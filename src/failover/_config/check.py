@@ -22,13 +22,13 @@ from failover._config.load import (
     settings_from_toml,
 )
 from failover._core.errors import ConfigError
-from failover._manager import PlatformManager
 from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
     check_operation_name,
     known_platform,
 )
+from failover._manager import PlatformManager
 
 _SECTIONS: Final = ("failover", "priorities", "operations", "platforms")
 _CHECK_OPERATION: Final = "config_check"

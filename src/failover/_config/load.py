@@ -49,8 +49,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from failover._core.errors import ConfigError
+from failover._core.spec import (
+    DEFAULT_PRIORITIES,
+    PlatformSpec,
+    check_operation_name,
+    known_platform,
+)
 from failover.policies.policy import Policy
-from failover._core.spec import DEFAULT_PRIORITIES, PlatformSpec, check_operation_name, known_platform
 
 ENV_CONFIG: Final = "FAILOVER_CONFIG"
 

@@ -15,8 +15,8 @@ from failover._core.classify import Classifier, ErrorKind
 from failover._core.clock import Clock
 from failover._core.errors import Attempt
 from failover._core.health import PairStats
-from failover.policies.policy import ResolvedPolicy
 from failover._core.spec import PlatformSpec
+from failover.policies.policy import ResolvedPolicy
 
 if TYPE_CHECKING:
     from failover._engine.mirror import PybreakerMirror

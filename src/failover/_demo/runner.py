@@ -24,11 +24,11 @@ import anyio.to_thread
 import httpx
 
 from failover._config.load import settings_from_toml
+from failover._core.errors import AllPlatformsFailed, ConfigError
+from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
 from failover._demo.clients import DemoClients, sample_image
 from failover._demo.scenarios import SCENARIOS, Phase, Scenario
-from failover._core.errors import AllPlatformsFailed, ConfigError
 from failover._manager import PlatformManager
-from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
 from failover.testing._fake_providers import FakeProviderServer
 
 CONFIG_RESOURCE: Final = "demo.toml"

@@ -20,21 +20,21 @@ import anyio
 from failover._core.breaker import Permit
 from failover._core.classify import Classification, ErrorKind, classify
 from failover._core.errors import AllPlatformsFailed, Attempt
+from failover._core.pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
+from failover._core.spec import PlatformSpec
+from failover._observe.scrub import get_logger
+from failover._observe.telemetry import Telemetry, use_span
 from failover.policies.hedge import hedged_walk
 from failover.policies.ordering import annotate_order, order_reason
-from failover._core.pair import COOLDOWN_REASON, SKIP_MISSING_KEY, Pair
 from failover.policies.policy import RetryRun
-from failover._observe.scrub import get_logger
-from failover._core.spec import PlatformSpec
-from failover._observe.telemetry import Telemetry, use_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from failover._core.clock import Clock
-    from failover.policies.last_resort import LastResort
-    from failover._engine.pipeline import RoutePolicies
     from failover._engine.fleet import FleetLink
+    from failover._engine.pipeline import RoutePolicies
+    from failover.policies.last_resort import LastResort
 
 logger = get_logger("failover")
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from failover.policies.bulkhead import SKIP_BULKHEAD_FULL, Bulkhead, Limiter
 from failover._engine.chain import Route, cost_order, priority_order
+from failover._observe.scrub import get_logger
+from failover.policies.bulkhead import SKIP_BULKHEAD_FULL, Bulkhead, Limiter
 from failover.policies.chaos import Chaos, ChaosControl
 from failover.policies.ordering import Observation, annotate_order, order_reason, ordering_name
-from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from failover.policies.chaos import _Armed
     from failover._core.clock import Clock
     from failover._core.errors import Attempt
-    from failover.policies.hedge import Hedge
     from failover._core.pair import Pair
+    from failover.policies.chaos import _Armed
+    from failover.policies.hedge import Hedge
 
 logger = get_logger("failover")
 

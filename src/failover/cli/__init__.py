@@ -23,8 +23,8 @@ import anyio
 
 from failover import __version__
 from failover._core.errors import ConfigError
-from failover.cli.fleet import add_health
 from failover._observe.scrub import ScrubbingFilter, get_logger
+from failover.cli.fleet import add_health
 
 if TYPE_CHECKING:
     from failover._config.check import ConfigReport
@@ -484,4 +484,3 @@ def _single(exc: BaseException) -> BaseException:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-

@@ -14,8 +14,8 @@ import anyio
 import httpx
 
 from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
-from failover._observe.scrub import Scrubber
 from failover._core.spec import PlatformSpec
+from failover._observe.scrub import Scrubber
 from failover.http._classify import (
     error_from_body,
     parse_error_body,

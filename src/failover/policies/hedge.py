@@ -32,9 +32,9 @@ from failover._observe.telemetry import current_recording_span
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from failover._engine.chain import Chain, Operation, Route
     from failover._core.pair import Pair
     from failover._core.spec import PlatformSpec
+    from failover._engine.chain import Chain, Operation, Route
 
 
 @dataclass(frozen=True, slots=True)

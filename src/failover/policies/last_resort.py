@@ -47,11 +47,11 @@ from failover._observe.scrub import get_logger
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from failover.policies.bulkhead import Limiter
-    from failover._engine.chain import Chain, Operation, Route
     from failover._core.pair import Cooldown, Pair
-    from failover.policies.policy import Policy
     from failover._core.spec import PlatformSpec
+    from failover._engine.chain import Chain, Operation, Route
+    from failover.policies.bulkhead import Limiter
+    from failover.policies.policy import Policy
 
 logger = get_logger("failover")
 

@@ -33,9 +33,9 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
-from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover._core.classify import Classification, ErrorKind
 from failover._core.errors import ConfigError
+from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.hedge import Hedge
 
 if TYPE_CHECKING:

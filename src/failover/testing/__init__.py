@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
-from failover.policies.policy import set_testing_attempts
 from failover._core.spec import PlatformSpec
+from failover.policies.policy import set_testing_attempts
 
 if TYPE_CHECKING:
     from failover.testing._fake_providers import Behaviour, FakeProviderServer
