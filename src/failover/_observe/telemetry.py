@@ -14,7 +14,8 @@ What is recorded (``docs/tracing.md`` shows it as Jaeger does):
 * the ``failover.attempts`` and ``failover.breaker.transitions`` counters and the
   ``failover.attempt.duration`` and ``failover.call.duration`` histograms (seconds).
 
-Every message that reaches a span goes through the manager's :class:`~failover._observe.scrub.Scrubber`.
+Every message that reaches a span goes through the manager's
+:class:`~failover._observe.scrub.Scrubber`.
 """
 
 from __future__ import annotations
