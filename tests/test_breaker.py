@@ -15,8 +15,9 @@ from failover._core.breaker import (
     BreakerState,
     PairBreaker,
     Permit,
-    PybreakerMirror,
 )
+from failover._core.kinds import Cause
+from failover._engine.mirror import PybreakerMirror
 from failover.testing import FakeClock
 
 Transition = tuple[BreakerState, BreakerState, str]
@@ -32,7 +33,7 @@ def make(**settings: Any) -> tuple[PairBreaker, FakeClock, list[Transition]]:
     breaker = PairBreaker(
         BreakerSettings(**settings),
         clock,
-        listener=lambda old, new, reason: transitions.append((old, new, reason)),
+        listener=lambda change: transitions.append((change.old, change.new, change.reason)),
     )
     return breaker, clock, transitions
 
@@ -488,10 +489,7 @@ def mirrored(**settings: Any) -> tuple[PairBreaker, PybreakerMirror, FakeClock, 
     machine = PairBreaker(BreakerSettings(**settings), clock)
     mirror = PybreakerMirror(machine, "stability:image_editing")
 
-    def listener(old: BreakerState, new: BreakerState, reason: str) -> None:
-        mirror.replay(new)
-
-    machine._listener = listener
+    machine.listener = lambda change: mirror.replay(change.new)
     recorder = Recorder()
     mirror.breaker.add_listener(recorder)
     return machine, mirror, clock, recorder
@@ -594,13 +592,13 @@ def test_manager_exposes_the_mirrored_pybreaker_per_pair() -> None:
 
 def test_a_remote_open_keeps_the_later_deadline_and_respects_a_pinned_close() -> None:
     breaker, clock, transitions = make()
-    assert breaker.open_until_deadline(clock.now() + 50, "remote")
+    assert breaker.open_until_deadline(clock.now() + 50, Cause.REMOTE_OPEN)
     assert breaker.state is BreakerState.OPEN
     assert breaker.open_until == clock.now() + 50
-    assert not breaker.open_until_deadline(clock.now() + 10, "remote")  # earlier: kept
+    assert not breaker.open_until_deadline(clock.now() + 10, Cause.REMOTE_OPEN)  # earlier: kept
     assert breaker.open_until == clock.now() + 50
-    assert not breaker.open_until_deadline(clock.now() - 1, "remote")  # already past
+    assert not breaker.open_until_deadline(clock.now() - 1, Cause.REMOTE_OPEN)  # already past
     breaker.force_closed()
-    assert not breaker.open_until_deadline(clock.now() + 500, "remote")
+    assert not breaker.open_until_deadline(clock.now() + 500, Cause.REMOTE_OPEN)
     assert breaker.state is BreakerState.CLOSED
     assert [t[1] for t in transitions] == [BreakerState.OPEN, BreakerState.CLOSED]

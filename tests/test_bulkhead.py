@@ -18,6 +18,7 @@ from failover import (
     PlatformSpec,
     Policy,
 )
+from failover._engine.drive_async.walk import acquire_slot
 from failover.policies.bulkhead import Limiter
 from failover.testing import FakeClock
 
@@ -190,26 +191,26 @@ async def one_call(
 async def test_cancelled_waiter_leaves_the_queue_and_leaks_no_slot() -> None:
     clock = FakeClock()
     limiter = Limiter(Bulkhead(1, max_wait=math.inf), "alpha")
-    assert await limiter.acquire(clock)
+    assert await acquire_slot(limiter, clock)
     async with anyio.create_task_group() as group:
-        group.start_soon(limiter.acquire, clock)
+        group.start_soon(acquire_slot, limiter, clock)
         await anyio.wait_all_tasks_blocked()
         assert limiter.waiting == 1
         group.cancel_scope.cancel()  # the waiter's caller gives up
     assert limiter.waiting == 0
     limiter.release()
     assert limiter.in_use == 0
-    assert await limiter.acquire(clock)
+    assert await acquire_slot(limiter, clock)
 
 
 async def test_slots_are_handed_to_waiters_in_arrival_order() -> None:
     clock = FakeClock()
     limiter = Limiter(Bulkhead(1, max_wait=math.inf), "alpha")
-    assert await limiter.acquire(clock)
+    assert await acquire_slot(limiter, clock)
     order: list[int] = []
 
     async def waiter(index: int) -> None:
-        await limiter.acquire(clock)
+        await acquire_slot(limiter, clock)
         order.append(index)
         limiter.release()
 
@@ -239,7 +240,7 @@ async def test_no_bulkhead_overrides_an_inherited_one() -> None:
         await anyio.wait_all_tasks_blocked()
         assert operation.running["alpha"] == 3
         operation.open()
-    assert manager._routes[OP].policies is None  # nothing configured: the plain walk
+    assert manager._routes[OP].plain  # nothing configured: the plain walk
 
 
 def test_bulkhead_values_are_validated() -> None:

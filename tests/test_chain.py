@@ -18,8 +18,8 @@ import pybreaker
 import pytest
 import tenacity
 
-import failover._engine.chain
 import failover.policies.policy
+import failover.policies.retry
 from failover import (
     NO_RETRY,
     AllPlatformsFailed,
@@ -36,7 +36,7 @@ from failover import (
     Retry,
     Transient,
 )
-from failover._core.pair import Pair
+from failover._engine.route import Pair
 from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio
@@ -649,13 +649,13 @@ async def test_credit_rate_auth_and_request_faults_are_never_retried(error: Exce
 
 async def test_retry_state_is_built_only_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[object] = []
-    real = failover.policies.policy.RetryRun
+    real = failover.policies.retry.RetryRun
 
     def counting(*args: Any) -> Any:
         built.append(args)
         return real(*args)
 
-    monkeypatch.setattr(failover._engine.chain, "RetryRun", counting)
+    monkeypatch.setattr(failover.policies.retry, "RetryRun", counting)
     manager, _ = retry_manager(Retry(tenacity.stop_after_attempt(3), tenacity.wait_none()))
     for _ in range(10):
         await manager.with_fallback(TEXT, ScriptedOperation({}))

@@ -131,13 +131,13 @@ async def test_any_exception_class_instance_or_factory_can_be_injected() -> None
 async def test_chaos_is_off_unless_enabled_and_switches_at_runtime() -> None:
     manager = make_manager()
     assert not manager.chaos.enabled
-    assert manager._routes[OP].policies is None
+    assert manager._routes[OP].plain
     operation = Counting()
     await manager.with_fallback(OP, operation)
     manager.chaos.enable(Chaos(result_rate=1.0, result="fake"))
     assert (await manager.with_fallback(OP, operation))[0] == "fake"
     manager.chaos.disable()
-    assert manager._routes[OP].policies is None
+    assert manager._routes[OP].plain
     assert (await manager.with_fallback(OP, operation))[0] == "real alpha"
     manager.chaos.enable()  # the rules given last time
     assert (await manager.with_fallback(OP, operation))[0] == "fake"

@@ -34,7 +34,7 @@ from failover import (
 )
 from failover._config.load import settings_from_toml
 from failover._core.breaker import BreakerState
-from failover._core.pair import Pair
+from failover._engine.route import Pair
 from failover.policies.last_resort import by_recovery, take_probe
 from failover.testing import FakeClock, ScriptedOperation
 

@@ -48,7 +48,7 @@ def test_no_retry_is_one_object_built_on_first_use() -> None:
     code = (
         "import sys, failover\n"
         "from failover import NO_RETRY\n"
-        "from failover.policies import policy as _policies\n"
+        "from failover.policies import retry as _policies\n"
         "print('tenacity' in sys.modules, NO_RETRY is failover.NO_RETRY is _policies.NO_RETRY)\n"
     )
     assert run(code).split() == ["True", "True"]

@@ -20,6 +20,8 @@ from failover import (
     PlatformSpec,
     WeightedRoundRobin,
 )
+from failover._engine import decide
+from failover._engine.call import Call
 from failover.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -32,10 +34,8 @@ def specs(*names: str, cost: float = 0.0) -> list[PlatformSpec]:
 
 
 def order(manager: PlatformManager) -> list[str]:
-    route = manager._routes[OP]
-    assert route.policies is not None
-    plan = route.policies.plan(route, None, lambda *args: None, [], None)
-    return [pair.spec.name for pair in plan]
+    call = Call(manager._book, manager._routes[OP], lambda platform: None, (), {}, None)
+    return [pair.spec.name for pair in decide.plan(call)]
 
 
 async def feed(manager: PlatformManager, name: str, seconds: float, times: int = 1) -> None:
@@ -159,10 +159,9 @@ async def test_budget_skips_a_platform_over_its_cap_until_the_period_rolls_over(
 
 def await_skips(manager: PlatformManager) -> list[tuple[str, str | None]]:
     route = manager._routes[OP]
-    attempts: list[Any] = []
-    assert route.policies is not None
-    plan = route.policies.plan(route, None, manager._chain._skipped, attempts, None)
-    skips = [(a.platform, a.skip_reason) for a in attempts]
+    call = Call(manager._book, route, lambda platform: None, (), {}, None)
+    plan = decide.plan(call)
+    skips = [(a.platform, a.skip_reason) for a in call.attempts]
     skips += [(pair.spec.name, pair.unavailable_reason(manager.clock)) for pair in plan]
     return skips
 

@@ -11,7 +11,8 @@ import pytest
 import tenacity
 
 from failover import NO_RETRY, Classification, ConfigError, ErrorKind, Policy, Retry, Transient
-from failover.policies.policy import ResolvedPolicy, RetryRun
+from failover.policies.policy import ResolvedPolicy
+from failover.policies.retry import RetryRun
 
 TRANSIENT = Classification(ErrorKind.TRANSIENT)
 

@@ -166,7 +166,10 @@ async def test_a_hung_probe_loses_its_lease_and_exactly_one_of_1000_callers_prob
 # -- no lock on the happy path --------------------------------------------------------------------
 
 HOT_MODULES = (
-    "_engine/chain.py",
+    "_engine/drive_async/walk.py",
+    "_engine/decide.py",
+    "_engine/book.py",
+    "_engine/call.py",
     "_core/pair.py",
     "_core/breaker.py",
     "_core/health.py",

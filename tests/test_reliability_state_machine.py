@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 
 from failover import Classification, ErrorKind, PlatformManager, PlatformSpec
 from failover._core.breaker import Permit
-from failover._core.pair import Pair
+from failover._engine.route import Pair
 from failover.testing import FakeClock
 
 PLATFORMS = ("alpha", "beta")
@@ -352,7 +352,7 @@ class BreakerMachine(RuleBasedStateMachine):
             clock=self.clock,
             environ={},
         )
-        self.chain = self.manager._chain
+        self.chain = self.manager._book
         self.model = Model(config)
         note(f"config: {config}")
 

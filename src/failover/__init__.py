@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from failover._core.breaker import BreakerState
 from failover._core.classify import Classification, ErrorKind, classify, parse_retry_after
-from failover._core.clock import Clock, MonotonicClock
+from failover._core.clock import Clock
 from failover._core.errors import (
     AllPlatformsFailed,
     Attempt,
@@ -33,23 +33,28 @@ from failover._core.spec import (
     KNOWN_PLATFORMS,
     PlatformSpec,
 )
-from failover._engine.chain import AttemptTimeout, Ordering, cost_order, priority_order
+from failover._engine.clock import MonotonicClock
 from failover._manager import PlatformManager
 from failover.decorators import FallbackFunction, fallback
+from failover.policies.budget import BudgetOrder
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.chaos import Chaos, ChaosControl
 from failover.policies.hedge import NO_HEDGE, Hedge
 from failover.policies.ordering import (
-    BudgetOrder,
     LatencyOrder,
     Observation,
     Ordered,
+    Ordering,
     WeightedRoundRobin,
+    cost_order,
+    priority_order,
 )
-from failover.policies.policy import Policy, Retry
+from failover.policies.policy import Policy
+from failover.policies.retry import Retry
+from failover.policies.timeout import AttemptTimeout
 
 if TYPE_CHECKING:
-    from failover.policies.policy import NO_RETRY
+    from failover.policies.retry import NO_RETRY
 
 __version__ = "0.1.0.dev0"
 
@@ -107,9 +112,9 @@ def __getattr__(name: str) -> Any:
     # NO_RETRY is built on first use: it is made of tenacity objects, and importing failover
     # does not import tenacity.
     if name == "NO_RETRY":
-        from failover.policies import policy as _policies
+        from failover.policies import retry
 
-        return _policies.NO_RETRY
+        return retry.NO_RETRY
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 
 import anyio
 
-from failover._core.breaker import BreakerSettings, BreakerState, PairBreaker
+from failover._core.breaker import BreakerSettings, BreakerState, PairBreaker, Transition
 from failover._core.classify import Classifier, ErrorKind, classify
-from failover._core.clock import Clock, MonotonicClock, to_wall
+from failover._core.clock import Clock, to_wall
 from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._core.health import aggregate
-from failover._core.pair import Pair, PlatformState
+from failover._core.kinds import Cause
+from failover._core.pair import PlatformState
 from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
@@ -24,20 +25,17 @@ from failover._core.spec import (
     check_operation_name,
     known_platform,
 )
-from failover._engine.chain import (
-    DEFAULT_CONTINUE_ON,
-    Chain,
-    ChainSettings,
-    Ordering,
-    Route,
-    cost_order,
-)
-from failover._engine.fleet import REMOTE_OPEN_REASON, FleetLink, SharedState
-from failover._engine.pipeline import PolicyWiring
+from failover._engine.book import DEFAULT_CONTINUE_ON, Book, EngineSettings
+from failover._engine.clock import MonotonicClock
+from failover._engine.drive_async import start
+from failover._engine.fleet import FleetLink, SharedState
+from failover._engine.route import Pair, Route
+from failover._engine.wiring import PolicyWiring
 from failover._observe.scrub import Scrubber, get_logger, register
 from failover._observe.telemetry import Telemetry
 from failover.policies.chaos import Chaos, ChaosControl, chaos_rules
 from failover.policies.last_resort import LastResort
+from failover.policies.ordering import Ordering, cost_order
 from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
 
 if TYPE_CHECKING:
@@ -351,8 +349,8 @@ class PlatformManager:
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
         )
-        self._chain = Chain(
-            ChainSettings(
+        self._book = Book(
+            EngineSettings(
                 max_attempts=max_attempts,
                 fallback_enabled=fallback_enabled,
                 monitoring_enabled=monitoring_enabled,
@@ -371,6 +369,7 @@ class PlatformManager:
         self._platforms: dict[str, PlatformState] = {}
         self._pairs: dict[tuple[str, str], Pair] = {}
         self._routes: dict[str, Route] = {}
+        last_resorts: dict[str, LastResort | None] = {}
         for operation, specs in specs_by_operation.items():
             operation_policy = base_policy.then(operation_policies.get(operation, Policy()))
             pairs = []
@@ -397,7 +396,7 @@ class PlatformManager:
                     tuple(classifiers.get(spec.name, ())),
                     environ,
                 )
-                breaker._listener = self._transition_listener(pair)
+                breaker.listener = self._transition_listener(pair)
                 self._pairs[pair.key] = pair
                 pairs.append(pair)
             self._routes[operation] = Route(
@@ -406,7 +405,7 @@ class PlatformManager:
                 effective_ordering,
                 ResolvedPolicy.of(operation_policy).deadline,
             )
-            self._routes[operation].last_resort = LastResort.of(operation_policy)
+            last_resorts[operation] = LastResort.of(operation_policy)
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
@@ -415,13 +414,14 @@ class PlatformManager:
         self._fleet_owner = 0
         if shared_state is not None:
             self._fleet = FleetLink(shared_state, self._pairs, self._platforms, self.clock)
-            self._chain.fleet = self._fleet
+            self._book.fleet = self._fleet
         self._wiring = PolicyWiring(
             self._routes,
             {
                 operation: base_policy.then(operation_policies.get(operation, Policy())).hedge
                 for operation in self._routes
             },
+            last_resorts,
             effective_ordering,
             self.clock,
             chaos_rules(chaos, os.environ if environ is None else environ),
@@ -539,7 +539,7 @@ class PlatformManager:
                 key="failover_context",
             )
         route = self._routes.get(operation) or self._route(operation)
-        return await self._chain.call(route, operation_func, args, kwargs, context)
+        return await start(self._book, route, operation_func, args, kwargs, context)
 
     def _start_call(
         self,
@@ -550,7 +550,7 @@ class PlatformManager:
     ) -> Awaitable[tuple[Any, PlatformSpec]]:
         """The chain's coroutine for one call, for ``@fallback`` (one coroutine frame less)."""
         route = self._routes.get(operation) or self._route(operation)
-        return self._chain.call(route, operation_func, args, kwargs, None)
+        return start(self._book, route, operation_func, args, kwargs, None)
 
     async def report_success(
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
@@ -558,7 +558,7 @@ class PlatformManager:
         """Record a success observed outside ``with_fallback`` (the old manual flow)."""
         pair = self._pair(spec, operation)
         response_time = self._response_time(response_time)
-        self._chain.succeeded(pair, None, response_time)
+        self._book.succeeded(pair, None, response_time)
         self._wiring.reported(pair, True, response_time)
 
     async def report_failure(
@@ -580,7 +580,7 @@ class PlatformManager:
         if verdict.kind is ErrorKind.CANCELLED:
             return
         response_time = self._response_time(response_time)
-        self._chain.failed(pair, None, verdict, response_time)
+        self._book.failed(pair, None, verdict, response_time)
         self._wiring.reported(pair, False, response_time, error)
 
     def record_cost(self, platform: PlatformSpec | str, operation: str, cost: float) -> None:
@@ -790,29 +790,28 @@ class PlatformManager:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def _transition_listener(self, pair: Pair) -> Callable[[BreakerState, BreakerState, str], None]:
+    def _transition_listener(self, pair: Pair) -> Callable[[Transition], None]:
         # A two-slot object rather than a closure: one per pair, a closure and its cells cost
         # about four times the memory.
         return _TransitionListener(self, pair)
 
-    def _on_transition(self, pair: Pair, old: BreakerState, new: BreakerState, reason: str) -> None:
+    def _on_transition(self, pair: Pair, change: Transition) -> None:
+        old, new, cause = change.old, change.new, change.cause
         pair.replay_transition(new)
         if self._fleet is not None:
-            self._fleet.on_transition(pair, new, reason)
+            self._fleet.on_transition(pair, new, change.reason)
         spec = pair.spec
-        if new is BreakerState.OPEN and reason.startswith("forced"):
+        if new is BreakerState.OPEN and cause is Cause.FORCED_OPEN:
             logger.warning("Breaker %s/%s opened by hand", spec.name, pair.operation)
-        elif (
-            new is BreakerState.OPEN and old is BreakerState.CLOSED and reason != REMOTE_OPEN_REASON
-        ):
+        elif new is BreakerState.OPEN and old is BreakerState.CLOSED and cause is Cause.FAILURES:
             logger.warning(
                 "Marking %s unhealthy for %s after %d consecutive failures",
                 spec.name,
                 pair.operation,
-                pair.breaker.consecutive_failures,
+                change.failures,
             )
         elif new is BreakerState.CLOSED:
-            logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, reason)
+            logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, change.reason)
         else:
             logger.info(
                 "Breaker %s/%s: %s -> %s (%s)",
@@ -820,9 +819,11 @@ class PlatformManager:
                 pair.operation,
                 old.value,
                 new.value,
-                reason,
+                change.reason,
             )
-        self._telemetry.breaker_transition(spec.name, pair.operation, old.value, new.value, reason)
+        self._telemetry.breaker_transition(
+            spec.name, pair.operation, old.value, new.value, change.reason
+        )
 
     def __repr__(self) -> str:
         return (
@@ -839,5 +840,5 @@ class _TransitionListener:
         self.manager = manager
         self.pair = pair
 
-    def __call__(self, old: BreakerState, new: BreakerState, reason: str) -> None:
-        self.manager._on_transition(self.pair, old, new, reason)
+    def __call__(self, change: Transition) -> None:
+        self.manager._on_transition(self.pair, change)

@@ -17,13 +17,11 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from failover._core.clock import Clock
 from failover._core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from failover._engine.mirror import PybreakerMirror as PybreakerMirror
+from failover._core.kinds import Cause
 
 
 class BreakerState(enum.StrEnum):
@@ -86,8 +84,27 @@ class Permit:
 #: The permit every call gets while a pair is closed: shared, so the happy path allocates nothing.
 CLOSED_PERMIT: Final = Permit(is_probe=False)
 
-#: Called as ``listener(old_state, new_state, reason)`` on every transition.
-TransitionListener = Callable[[BreakerState, BreakerState, str], None]
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of a pair breaker's state, as its listener receives it."""
+
+    old: BreakerState
+    new: BreakerState
+    cause: Cause
+    #: Consecutive failures when it happened (what opened a pair by threshold).
+    failures: int = 0
+
+    @property
+    def reason(self) -> str:
+        """The cause in words, as logs and the ``failover.breaker.reason`` attribute say it."""
+        if self.cause is Cause.FAILURES:
+            return f"{self.failures} consecutive failures"
+        return self.cause.value
+
+
+#: Called with a :class:`Transition` on every change of state.
+TransitionListener = Callable[[Transition], None]
 
 
 class PairBreaker:
@@ -98,9 +115,9 @@ class PairBreaker:
     """
 
     __slots__ = (
-        "_listener",
         "clock",
         "consecutive_failures",
+        "listener",
         "open_until",
         "pinned_closed",
         "probe_successes",
@@ -125,7 +142,8 @@ class PairBreaker:
         self.probe_successes = 0
         self.reopen_count = 0
         self.pinned_closed = False
-        self._listener = listener
+        #: Told of every transition (the manager: logs, telemetry, mirror, fleet).
+        self.listener = listener
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -137,7 +155,7 @@ class PairBreaker:
         if self.state is BreakerState.OPEN:
             if now < self.open_until:
                 return None
-            self._move(BreakerState.HALF_OPEN, "open duration elapsed")
+            self._move(BreakerState.HALF_OPEN, Cause.OPEN_ELAPSED)
         self._expire_leases(now)
         if len(self.probes) >= self.settings.half_open_max_calls:
             return None
@@ -214,13 +232,13 @@ class PairBreaker:
                 not self.pinned_closed
                 and self.consecutive_failures >= self.settings.failure_threshold
             ):
-                self._open(f"{self.consecutive_failures} consecutive failures")
+                self._open(Cause.FAILURES)
             return
         if not self._take_probe(permit):
             return
         self.consecutive_failures += 1
         self.reopen_count += 1
-        self._open("probe failed")
+        self._open(Cause.PROBE_FAILED)
 
     def _take_probe(self, permit: Permit) -> bool:
         """Retire a probe permit; ``False`` if its result is stale and must be ignored.
@@ -246,7 +264,7 @@ class PairBreaker:
             self.consecutive_failures = 0
         elif state is BreakerState.HALF_OPEN:
             if self.state is BreakerState.OPEN:
-                self._move(BreakerState.HALF_OPEN, "open duration elapsed")
+                self._move(BreakerState.HALF_OPEN, Cause.OPEN_ELAPSED)
             self._probe_succeeded()
 
     def report_failure(self) -> None:
@@ -254,7 +272,7 @@ class PairBreaker:
         if state is BreakerState.HALF_OPEN:
             self.consecutive_failures += 1
             self.reopen_count += 1
-            self._open("probe failed")
+            self._open(Cause.PROBE_FAILED)
         else:
             self.on_failure(CLOSED_PERMIT)
 
@@ -268,13 +286,13 @@ class PairBreaker:
         self.probes = []
         self.probe_successes = 0
         if self.state is not BreakerState.OPEN:
-            self._move(BreakerState.OPEN, "forced open")
+            self._move(BreakerState.OPEN, Cause.FORCED_OPEN)
 
     def isolate(self) -> None:
         """Open until :meth:`reset` or :meth:`force_closed` (Polly's *isolate*)."""
         self.force_open(math.inf)
 
-    def open_until_deadline(self, until: float, reason: str) -> bool:
+    def open_until_deadline(self, until: float, cause: Cause = Cause.REMOTE_OPEN) -> bool:
         """Open (or stay open) until ``until`` because another process said so.
 
         A later deadline already in force is kept; returns whether anything changed.
@@ -287,7 +305,7 @@ class PairBreaker:
         self.probes = []
         self.probe_successes = 0
         if self.state is not BreakerState.OPEN:
-            self._move(BreakerState.OPEN, reason)
+            self._move(BreakerState.OPEN, cause)
         return True
 
     def force_half_open(self) -> None:
@@ -295,26 +313,26 @@ class PairBreaker:
             self.open_until = self.clock.now()
             self.probes = []
             self.probe_successes = 0
-            self._move(BreakerState.HALF_OPEN, "forced half-open")
+            self._move(BreakerState.HALF_OPEN, Cause.FORCED_HALF_OPEN)
 
     def force_closed(self) -> None:
         """Close and stay closed whatever fails, until :meth:`reset`."""
         self.pinned_closed = True
-        self._close("forced closed")
+        self._close(Cause.FORCED_CLOSED)
 
     def reset(self) -> None:
         """Back to a fresh closed breaker: counters cleared, pin released."""
         self.pinned_closed = False
-        self._close("reset")
+        self._close(Cause.RESET)
 
     # -- transitions -------------------------------------------------------------------------
 
     def _probe_succeeded(self) -> None:
         self.probe_successes += 1
         if self.probe_successes >= self.settings.success_threshold:
-            self._close("probe succeeded")
+            self._close(Cause.PROBE_SUCCEEDED)
 
-    def _open(self, reason: str) -> None:
+    def _open(self, cause: Cause) -> None:
         settings = self.settings
         duration = settings.reset_timeout
         if self.reopen_count and settings.open_backoff > 1:
@@ -324,35 +342,19 @@ class PairBreaker:
         self.open_until = self.clock.now() + duration
         self.probes = []
         self.probe_successes = 0
-        self._move(BreakerState.OPEN, reason)
+        self._move(BreakerState.OPEN, cause)
 
-    def _close(self, reason: str) -> None:
+    def _close(self, cause: Cause) -> None:
         self.consecutive_failures = 0
         self.reopen_count = 0
         self.probe_successes = 0
         self.probes = []
         self.open_until = 0.0
         if self.state is not BreakerState.CLOSED:
-            self._move(BreakerState.CLOSED, reason)
+            self._move(BreakerState.CLOSED, cause)
 
-    def _move(self, new: BreakerState, reason: str) -> None:
+    def _move(self, new: BreakerState, cause: Cause) -> None:
         old = self.state
         self.state = new
-        if self._listener is not None and old is not new:
-            self._listener(old, new, reason)
-
-
-_PYBREAKER_STATE: Final = {
-    "closed": BreakerState.CLOSED,
-    "open": BreakerState.OPEN,
-    "half-open": BreakerState.HALF_OPEN,
-}
-
-
-def __getattr__(name: str) -> Any:
-    # The mirror lives in its own module so importing failover does not import pybreaker.
-    if name == "PybreakerMirror":
-        from failover._engine.mirror import PybreakerMirror
-
-        return PybreakerMirror
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        if self.listener is not None and old is not new:
+            self.listener(Transition(old, new, cause, self.consecutive_failures))

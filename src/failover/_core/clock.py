@@ -7,10 +7,24 @@ moves only when a test advances it, so tests of TTLs, waits and timeouts never s
 
 from __future__ import annotations
 
-import time
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
-import anyio
+
+class Scope(Protocol):
+    """A cancel scope as :meth:`Clock.cancel_scope` returns it (an ``anyio.CancelScope``)."""
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
 
 
 @runtime_checkable
@@ -29,33 +43,9 @@ class Clock(Protocol):
         """Wait ``seconds`` on this clock's time line (cancellable)."""
         ...
 
-    def cancel_scope(self, seconds: float) -> anyio.CancelScope:
+    def cancel_scope(self, seconds: float) -> Scope:
         """A cancel scope that cancels itself once ``seconds`` have passed on this clock."""
         ...
-
-
-class MonotonicClock:
-    """Real time: ``time.monotonic`` and anyio's own deadlines and sleep."""
-
-    __slots__ = ("_wall_offset",)
-
-    def __init__(self) -> None:
-        self._wall_offset = time.time() - time.monotonic()
-
-    #: ``time.monotonic`` itself: read on every attempt, so no Python frame around it.
-    now = staticmethod(time.monotonic)
-
-    def wall(self) -> float:
-        return time.monotonic() + self._wall_offset
-
-    def to_wall(self, monotonic: float) -> float:
-        return monotonic + self._wall_offset
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-    def cancel_scope(self, seconds: float) -> anyio.CancelScope:
-        return anyio.CancelScope(deadline=anyio.current_time() + seconds)
 
 
 def to_wall(clock: Clock, monotonic: float) -> float:

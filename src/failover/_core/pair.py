@@ -1,37 +1,29 @@
-"""A platform's cool-downs and a (platform, operation) pair's admission and bookkeeping.
+"""A platform's cool-downs and a (platform, operation) pair's admission.
 
-Synchronous and I/O-free like the breaker it wraps: the async chain asks a :class:`Pair` for
-admission (a permit, or the reason to skip) and hands it each attempt's outcome.
+Synchronous and I/O-free like the breaker it wraps: the engine asks a :class:`PairState` for
+admission (a permit, or the reason to skip) and hands its breaker each attempt's outcome. The
+engine's ``Pair`` adds what only the engine needs (policies, the pybreaker mirror).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from failover._core.breaker import BreakerState, PairBreaker, Permit
 from failover._core.classify import Classifier, ErrorKind
 from failover._core.clock import Clock
 from failover._core.errors import Attempt
 from failover._core.health import PairStats
+from failover._core.kinds import Outcome, SkipReason
 from failover._core.spec import PlatformSpec
-from failover.policies.policy import ResolvedPolicy
-
-if TYPE_CHECKING:
-    from failover._engine.mirror import PybreakerMirror
-
-SKIP_MISSING_KEY: Final = "missing_api_key"
-SKIP_OPEN: Final = "open"
-SKIP_RATE_LIMITED: Final = "rate_limited"
-SKIP_CREDIT: Final = "credit"
-SKIP_AUTH: Final = "auth"
 
 #: Cool-down reasons by the error kind that caused them.
 COOLDOWN_REASON: Final = {
-    ErrorKind.CREDIT_EXHAUSTED: SKIP_CREDIT,
-    ErrorKind.AUTH: SKIP_AUTH,
-    ErrorKind.RATE_LIMITED: SKIP_RATE_LIMITED,
+    ErrorKind.CREDIT_EXHAUSTED: SkipReason.CREDIT,
+    ErrorKind.AUTH: SkipReason.AUTH,
+    ErrorKind.RATE_LIMITED: SkipReason.RATE_LIMITED,
 }
 
 
@@ -92,21 +84,19 @@ class PlatformState:
         self.cooldown = Cooldown()
 
 
-class Pair:
-    """One (platform, operation): its spec, breaker, pybreaker mirror, stats and policy."""
+class PairState:
+    """One (platform, operation): its spec, breaker, cool-downs, stats and classifiers."""
 
     __slots__ = (
         "_environ",
         "_key_present",
         "_metric_attributes",
-        "_mirror",
         "_skip_records",
         "breaker",
         "classifiers",
         "cooldown",
         "operation",
         "platform",
-        "policy",
         "spec",
         "stats",
     )
@@ -117,7 +107,6 @@ class Pair:
         operation: str,
         platform: PlatformState,
         breaker: PairBreaker,
-        policy: ResolvedPolicy,
         classifiers: tuple[Classifier, ...],
         environ: Mapping[str, str] | None,
     ) -> None:
@@ -125,9 +114,7 @@ class Pair:
         self.operation = operation
         self.platform = platform
         self.breaker = breaker
-        self.policy = policy
         self.classifiers = classifiers
-        self._mirror: PybreakerMirror | None = None
         self.stats = PairStats()
         self.cooldown = Cooldown()
         self._environ = os.environ if environ is None else environ
@@ -148,31 +135,9 @@ class Pair:
         if record is None:
             spec = self.spec
             record = records[reason] = Attempt(
-                spec.name, spec.model, self.operation, "skipped", skip_reason=reason
+                spec.name, spec.model, self.operation, Outcome.SKIPPED, skip_reason=reason
             )
         return record
-
-    @property
-    def mirror(self) -> PybreakerMirror:
-        """The ``pybreaker.CircuitBreaker`` mirror, built (and caught up) on first use.
-
-        Until someone asks for it there is nothing to keep in step: no pybreaker import and
-        no pybreaker object per pair.
-        """
-        mirror = self._mirror
-        if mirror is None:
-            from failover._engine.mirror import PybreakerMirror
-
-            spec = self.spec
-            mirror = PybreakerMirror(self.breaker, f"{spec.name}:{self.operation}")
-            mirror.catch_up()
-            self._mirror = mirror
-        return mirror
-
-    def replay_transition(self, new: BreakerState) -> None:
-        """Apply a pair-breaker transition to the mirror, if one has been built."""
-        if self._mirror is not None:
-            self._mirror.replay(new)
 
     @property
     def metric_attributes(self) -> dict[str, dict[str, str]]:
@@ -185,9 +150,9 @@ class Pair:
                 outcome: {
                     "failover.platform": spec.name,
                     "failover.operation": self.operation,
-                    "failover.outcome": outcome,
+                    "failover.outcome": outcome.value,
                 }
-                for outcome in ("success", "failure", "cancelled", "skipped")
+                for outcome in Outcome
             }
         return attributes
 
@@ -208,30 +173,37 @@ class Pair:
     def unavailable_reason(self, clock: Clock) -> str | None:
         """Why this pair would be skipped now, without taking a permit."""
         if not self.key_present():
-            return SKIP_MISSING_KEY
+            return SkipReason.MISSING_API_KEY
         if self.platform.cooldown.active(clock):
             return self.platform.cooldown.reason
         if self.cooldown.active(clock):
             return self.cooldown.reason
         if not self.breaker.would_admit():
-            return SKIP_OPEN
+            return SkipReason.OPEN
         return None
+
+    def ready(self) -> bool:
+        """Whether an attempt needs no admission decision now: the key was seen, nothing is
+        cooling down, the breaker is closed. :meth:`admit` would then hand out the shared
+        closed permit and change nothing, so the happy path skips it."""
+        return (
+            self._key_present
+            and self.platform.cooldown.until == 0.0
+            and self.cooldown.until == 0.0
+            and self.breaker.state is BreakerState.CLOSED
+        )
 
     def admit(self, clock: Clock) -> Permit | str:
         """A permit for one attempt, or the reason to skip this pair."""
         if not self._key_present and not self.key_present():
-            return SKIP_MISSING_KEY
+            return SkipReason.MISSING_API_KEY
         cooldown = self.platform.cooldown
         if cooldown.until != 0.0 and cooldown.active(clock):
-            return cooldown.reason or SKIP_CREDIT
+            return cooldown.reason or SkipReason.CREDIT
         if self.cooldown.until != 0.0 and self.cooldown.active(clock):
-            return self.cooldown.reason or SKIP_RATE_LIMITED
+            return self.cooldown.reason or SkipReason.RATE_LIMITED
         permit = self.breaker.admit()
-        return SKIP_OPEN if permit is None else permit
+        return SkipReason.OPEN if permit is None else permit
 
     def state(self) -> BreakerState:
         return self.breaker.current_state()
-
-    def record_failure_counters(self) -> None:
-        if self._mirror is not None:
-            self._mirror.sync_failures()

@@ -24,19 +24,19 @@ import anyio
 from anyio.abc import TaskStatus
 
 from failover._core.breaker import BreakerState, Permit
+from failover._core.kinds import Cause
 from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
     from failover._core.clock import Clock
-    from failover._core.pair import Cooldown, Pair, PlatformState
+    from failover._core.pair import Cooldown, PlatformState
+    from failover._engine.route import Pair
 
 logger = get_logger("failover.redis")
 
 EventKind = Literal["open", "closed", "cool", "reset"]
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"open", "closed", "cool", "reset"})
 
-#: The reason given to transitions applied because another process opened the pair.
-REMOTE_OPEN_REASON: Final = "opened by another process"
 
 #: How long a process stops asking for a probe lease another process holds (seconds, capped
 #: by the lease itself); the holder's outcome usually arrives sooner over pub/sub.
@@ -260,7 +260,7 @@ class FleetLink:
         self._refused_until.pop(pair.key, None)
         if event.kind == "open":
             until = math.inf if event.until_ms is None else self._local_deadline(event.until_ms)
-            if not breaker.open_until_deadline(until, REMOTE_OPEN_REASON):
+            if not breaker.open_until_deadline(until, Cause.REMOTE_OPEN):
                 return
             self._published[("open", event.platform, event.operation)] = event.until_ms
         elif event.kind == "closed":

@@ -7,11 +7,17 @@ then catches up with the pair's current state and failure count (:meth:`catch_up
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pybreaker
 
-from failover._core.breaker import _PYBREAKER_STATE, BreakerState, PairBreaker
+from failover._core.breaker import BreakerState, PairBreaker
+
+_PYBREAKER_STATE: Final = {
+    "closed": BreakerState.CLOSED,
+    "open": BreakerState.OPEN,
+    "half-open": BreakerState.HALF_OPEN,
+}
 
 
 class PybreakerMirror(pybreaker.CircuitBreakerListener):

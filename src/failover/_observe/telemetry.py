@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from failover._observe.scrub import Scrubber
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-    from failover._core.errors import Attempt
     from failover._core.spec import PlatformSpec
 
 INSTRUMENTATION_NAME: Final = "failover"
@@ -48,9 +47,6 @@ GEN_AI_OPERATIONS: Final[dict[str, tuple[str, str | None]]] = {
     "image_editing": ("generate_content", "image"),
     "video_generation": ("generate_content", "video"),
 }
-
-#: A skip for want of a key is configuration, not a fallback: the platform was never a candidate.
-_NOT_A_CANDIDATE: Final = "missing_api_key"
 
 
 def gen_ai_operation(operation: str) -> tuple[str, str | None]:
@@ -373,21 +369,6 @@ class Telemetry:
                 "exception.type": f"{type(error).__module__}.{type(error).__qualname__}",
                 "exception.message": message[:2048],
             },
-        )
-
-    def summarize_failure(self, span: Span | None, attempts: Sequence[Attempt]) -> None:
-        """Set ``failover.attempts``/``failover.fallbacks`` on a call span from its attempts.
-
-        For calls that ended before the chain could count (a deadline that cut an attempt).
-        """
-        if span is None or not span.is_recording():
-            return
-        tried = sum(1 for attempt in attempts if attempt.outcome != "skipped")
-        platforms = {
-            attempt.platform for attempt in attempts if attempt.skip_reason != _NOT_A_CANDIDATE
-        }
-        span.set_attributes(
-            {"failover.attempts": tried, "failover.fallbacks": max(len(platforms) - 1, 0)}
         )
 
     def event(self, span: Span | None, name: str, attributes: Mapping[str, Any]) -> None:

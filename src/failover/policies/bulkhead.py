@@ -7,25 +7,26 @@ platform cannot hold capacity it is not using.
 
 :class:`Limiter` is the state behind a :class:`Bulkhead` value: a counter and a FIFO of
 waiters, no lock (one event loop thread owns it). A freed slot is handed straight to the
-oldest waiter, so a newcomer cannot barge ahead of a queued call.
+oldest waiter, so a newcomer cannot barge ahead of a queued call. A waiter is anything with
+``set()`` (the async driver queues an ``anyio.Event``): waiting itself is the driver's job.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
-
-import anyio
+from typing import Literal, Protocol
 
 from failover._core.errors import ConfigError
+from failover.policies.base import PairView, Strategy
 
-if TYPE_CHECKING:
-    from failover._core.clock import Clock
 
-#: The skip reason of a platform whose bulkhead had no free slot in time.
-SKIP_BULKHEAD_FULL: Final = "bulkhead_full"
+class Waiter(Protocol):
+    """A queued attempt: ``set()`` hands it the slot a finished attempt released."""
+
+    def set(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class Limiter:
         self.max_wait = bulkhead.max_wait
         self.in_use = 0
         self.peak = 0
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     @property
     def waiting(self) -> int:
@@ -99,31 +100,17 @@ class Limiter:
             return True
         return False
 
-    async def acquire(self, clock: Clock) -> bool:
-        """Take a slot, waiting up to ``max_wait`` on ``clock``; ``False`` if none came."""
-        if self.try_acquire():
-            return True
-        if self.max_wait <= 0:
-            return False
-        handed = anyio.Event()
-        self._waiters.append(handed)
-        try:
-            if math.isinf(self.max_wait):
-                await handed.wait()
-            else:
-                with clock.cancel_scope(self.max_wait):
-                    await handed.wait()
-        except BaseException:
-            # Cancelled by the caller: give back a slot handed over meanwhile, or leave the queue.
-            if handed.is_set():
-                self.release()
-            else:
-                self._waiters.remove(handed)
-            raise
-        if handed.is_set():
-            return True  # the releaser passed its slot on: in_use already counts it
-        self._waiters.remove(handed)
-        return False
+    def enqueue(self, waiter: Waiter) -> None:
+        """Queue ``waiter`` for the next free slot (after :meth:`try_acquire` failed)."""
+        self._waiters.append(waiter)
+
+    def leave(self, waiter: Waiter, handed: bool) -> None:
+        """``waiter`` stops waiting (timed out or cancelled): out of the queue, or, if a slot
+        was ``handed`` to it meanwhile, that slot is passed on."""
+        if handed:
+            self.release()
+        else:
+            self._waiters.remove(waiter)
 
     def release(self) -> None:
         """Give a slot back, straight to the oldest waiter if there is one."""
@@ -131,3 +118,37 @@ class Limiter:
             self._waiters.popleft().set()
             return
         self.in_use -= 1
+
+
+def build_limiters(pairs: Iterable[PairView]) -> dict[tuple[str, str], Limiter]:
+    """One :class:`Limiter` per bulkhead: per platform (shared across its operations when
+    they resolve to the same :class:`Bulkhead`) or per pair."""
+    shared: dict[tuple[Bulkhead, str], Limiter] = {}
+    limiters: dict[tuple[str, str], Limiter] = {}
+    for pair in pairs:
+        bulkhead = pair.policy.bulkhead
+        if bulkhead is None:
+            continue
+        name = pair.spec.name
+        if bulkhead.per == "pair":
+            limiters[pair.key] = Limiter(bulkhead, f"{name}:{pair.operation}")
+            continue
+        limiter = shared.get((bulkhead, name))
+        if limiter is None:
+            limiter = shared[(bulkhead, name)] = Limiter(bulkhead, name)
+        limiters[pair.key] = limiter
+    return limiters
+
+
+class BulkheadStrategy(Strategy):
+    """The ``slot`` hook: the limiter each pair of one operation must hold per attempt."""
+
+    __slots__ = ("limiters",)
+
+    name = "bulkhead"
+
+    def __init__(self, limiters: Mapping[tuple[str, str], Limiter]) -> None:
+        self.limiters = dict(limiters)
+
+    def slot(self, pair: PairView) -> Limiter | None:
+        return self.limiters.get(pair.key)

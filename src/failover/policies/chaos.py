@@ -36,6 +36,7 @@ from failover._core.errors import (
 )
 from failover._observe.scrub import get_logger
 from failover._observe.telemetry import current_recording_span
+from failover.policies.base import Strategy
 
 if TYPE_CHECKING:
     from failover._core.clock import Clock
@@ -263,6 +264,21 @@ class ChaosControl:
             return await result if inspect.isawaitable(result) else result
 
         return chaotic
+
+
+class ChaosStrategy(Strategy):
+    """The ``wrap`` hook: an operation's armed rules, rolled before each attempt."""
+
+    __slots__ = ("armed", "control")
+
+    name = "chaos"
+
+    def __init__(self, control: ChaosControl, armed: tuple[_Armed, ...]) -> None:
+        self.control = control
+        self.armed = armed
+
+    def wrap(self, operation: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        return self.control.wrap(self.armed, operation, func)
 
 
 def _mark(kind: str, platform: PlatformSpec, operation: str, injected: Counter[str]) -> None:

@@ -1,11 +1,15 @@
-"""Ordering strategies beyond fixed priority and cost: latency, weighted round robin, budget.
+"""Ordering: which platforms a call tries, in what order.
 
-An ordering is any callable ``(operation, platforms, context) -> platforms``. The strategies
-here return :class:`Ordered`, a tuple that also says *why* (``failover.order.reason`` on the
-call span) and which platforms to skip (``over_budget``). Strategies that learn from traffic
-have an ``observe(observation)`` method: the chain calls it after every attempt (and for
-outcomes reported by hand), and only for strategies that have it. A strategy that needs the
-manager's clock has ``bind(clock)``, called once when the manager is built.
+An ordering is any callable ``(operation, platforms, context) -> platforms``: fixed priority
+(:func:`priority_order`), cheapest first (:func:`cost_order`), the strategies here (latency,
+weighted round robin) and :class:`~failover.BudgetOrder` (``failover.policies.budget``).
+The strategies return :class:`Ordered`, a tuple that also says *why*
+(``failover.order.reason`` on the call span) and which platforms to skip (``over_budget``).
+Strategies that learn from traffic have an ``observe(observation)`` method: the engine calls
+it after every attempt (and for outcomes reported by hand), and only for strategies that have
+it. A strategy that needs the manager's clock has ``bind(clock)``, called once when the
+manager is built. :class:`OrderingStrategy` is how the engine sees them (the ``plan`` and
+``observe`` hooks).
 
 Each strategy keeps its state per operation and is cheap per call: the latency order is
 recomputed only after a new observation, not on every call.
@@ -14,23 +18,55 @@ recomputed only after a new observation, not on every call.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from failover._core.errors import ConfigError
+from failover._core.spec import PlatformSpec
+from failover._observe.scrub import get_logger
+from failover.policies.base import CallView, PairView, Strategy
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from failover._core.clock import Clock
-    from failover._core.pair import Pair
-    from failover._core.spec import PlatformSpec
 
-#: The skip reason of a platform whose spending cap for the current period is used up.
-SKIP_OVER_BUDGET: Final = "over_budget"
+logger = get_logger("failover")
 
-Strategy = Callable[[str, Sequence["PlatformSpec"], Mapping[str, Any]], Sequence["PlatformSpec"]]
+OrderFunction = Callable[[str, Sequence[PlatformSpec], Mapping[str, Any]], Sequence[PlatformSpec]]
+
+
+class Ordering(Protocol):
+    """Decides the order in which an operation's platforms are tried for one call.
+
+    ``platforms`` arrive in priority order; return them (or a subset) in the order to try.
+    ``context`` holds the keywords given to ``get_platform(**context)`` or
+    ``with_fallback(..., failover_context={...})``.
+    """
+
+    def __call__(
+        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+    ) -> Sequence[PlatformSpec]: ...
+
+
+def priority_order(
+    operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+) -> Sequence[PlatformSpec]:
+    """Fixed priority: as configured."""
+    return platforms
+
+
+def cost_order(
+    operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
+) -> Sequence[PlatformSpec]:
+    """Cheapest first (ties keep priority), unless the call asks for ``quality_boost``."""
+    if context.get("quality_boost"):
+        return platforms
+    return sorted(platforms, key=lambda spec: spec.estimated_cost)
+
+
+def is_builtin(ordering: object) -> bool:
+    """Fixed priority or cost order: the route orders these itself, with no strategy."""
+    return ordering is None or ordering is priority_order or ordering is cost_order
 
 
 class Ordered(tuple["PlatformSpec", ...]):
@@ -287,119 +323,6 @@ class WeightedRoundRobin:
         return Ordered(order, reason)
 
 
-# -- budget ------------------------------------------------------------------------------------
-
-
-class BudgetOrder:
-    """Skip a platform (reason ``over_budget``) once its spend cap for the period is used up.
-
-    ``caps`` maps platform names to the most to spend per ``period`` seconds (windows aligned
-    on wall-clock time, so ``period=86400`` resets at midnight UTC). Spend is the platform's
-    ``estimated_cost`` per successful attempt, or what ``cost(platform, result)`` returns
-    (``None``: use the estimate), plus whatever :meth:`charge` reports. A platform is skipped
-    when the next call's estimate would take it over its cap. Platforms without a cap are
-    never skipped. ``then`` orders the platforms that remain (default: as given).
-    """
-
-    def __init__(
-        self,
-        caps: Mapping[str, float],
-        period: float = 86_400.0,
-        *,
-        then: Strategy | None = None,
-        cost: Callable[[PlatformSpec, Any], float | None] | None = None,
-    ) -> None:
-        if not isinstance(caps, Mapping) or not caps:
-            raise ConfigError(
-                f"caps must be a non-empty mapping of platform name -> spend per period, "
-                f"got {caps!r}",
-                key="caps",
-            )
-        self.caps = {
-            str(name): _check_positive(f"caps[{name!r}]", value, zero_ok=True)
-            for name, value in caps.items()
-        }
-        self.period = _check_positive("period", period)
-        if then is not None and not callable(then):
-            raise ConfigError(f"then must be an ordering callable, got {then!r}", key="then")
-        if cost is not None and not callable(cost):
-            raise ConfigError(f"cost must be callable, got {cost!r}", key="cost")
-        self.then = then
-        self.cost = cost
-        self._clock: Clock | None = None
-        self._window = -1
-        self._spent: dict[str, float] = {}
-
-    def bind(self, clock: Clock) -> None:
-        """Use the manager's clock for periods (called by :class:`PlatformManager`)."""
-        self._clock = clock
-        bind = getattr(self.then, "bind", None)
-        if bind is not None:
-            bind(clock)
-
-    def _roll(self) -> None:
-        wall = self._clock.wall() if self._clock is not None else time.time()
-        window = int(wall // self.period)
-        if window != self._window:
-            self._window = window
-            self._spent.clear()
-
-    def spent(self, platform: str) -> float:
-        """What ``platform`` has spent in the current period."""
-        self._roll()
-        return self._spent.get(platform, 0.0)
-
-    def charge(self, platform: str, amount: float) -> None:
-        """Add ``amount`` to ``platform``'s spend in the current period (a reported cost)."""
-        amount = _check_positive("amount", amount, zero_ok=True)
-        self._roll()
-        self._spent[platform] = self._spent.get(platform, 0.0) + amount
-
-    def record_cost(self, platform: PlatformSpec, operation: str, cost: float) -> None:
-        """Book a success's real ``cost`` in place of its estimate (``manager.record_cost``)."""
-        forward = getattr(self.then, "record_cost", None)
-        if forward is not None:
-            forward(platform, operation, cost)
-        if platform.name not in self.caps:
-            return
-        self._roll()
-        spent = self._spent.get(platform.name, 0.0) + cost - platform.estimated_cost
-        self._spent[platform.name] = max(spent, 0.0)
-
-    def observe(self, observation: Observation) -> None:
-        forward = getattr(self.then, "observe", None)
-        if forward is not None:
-            forward(observation)
-        if not observation.ok or observation.platform.name not in self.caps:
-            return
-        amount: float | None = None
-        if self.cost is not None and observation.duration is not None:
-            amount = self.cost(observation.platform, observation.result)
-        if amount is None:
-            amount = observation.platform.estimated_cost
-        self.charge(observation.platform.name, amount)
-
-    def __call__(
-        self, operation: str, platforms: Sequence[PlatformSpec], context: Mapping[str, Any]
-    ) -> Ordered:
-        self._roll()
-        base = platforms if self.then is None else self.then(operation, platforms, context)
-        caps = self.caps
-        spent = self._spent
-        kept: list[PlatformSpec] = []
-        skipped: dict[str, str] = {}
-        for spec in base:
-            cap = caps.get(spec.name)
-            used = spent.get(spec.name, 0.0)
-            if cap is not None and (used >= cap or used + spec.estimated_cost > cap):
-                skipped[spec.name] = SKIP_OVER_BUDGET
-            else:
-                kept.append(spec)
-        inner = getattr(base, "reason", "") or ("priority" if self.then is None else "custom")
-        reason = f"budget ({len(skipped)} over budget) then {inner}"
-        return Ordered(kept, reason, skipped)
-
-
 def ordering_name(ordering: object) -> str:
     """A short name for an ordering callable, for ``failover.order.reason``."""
     name = getattr(ordering, "__name__", None) or type(ordering).__name__
@@ -410,17 +333,76 @@ def order_reason(ordering: object, context: Mapping[str, Any] | None) -> str:
     """Why a route's ordering chose its order, when it does not say so itself."""
     if ordering is None:
         return "priority"
-    name = ordering_name(ordering)
-    if getattr(ordering, "__module__", None) == "failover._engine.chain":
-        if name == "priority_order":
-            return "priority"
-        if name == "cost_order":
-            quality = bool(context and context.get("quality_boost"))
-            return "priority (quality_boost)" if quality else "cost"
-    return name
+    if ordering is priority_order:
+        return "priority"
+    if ordering is cost_order:
+        quality = bool(context and context.get("quality_boost"))
+        return "priority (quality_boost)" if quality else "cost"
+    return ordering_name(ordering)
 
 
-def annotate_order(span: Span, order: Sequence[Pair], reason: str) -> None:
+class OrderingStrategy(Strategy):
+    """The ``plan`` and ``observe`` hooks of an ordering strategy (not priority or cost,
+    which the route applies itself)."""
+
+    __slots__ = ("_by_name", "_last_order", "_last_specs", "_specs", "learns", "strategy")
+
+    name = "ordering"
+
+    def __init__(self, strategy: OrderFunction, pairs: Sequence[PairView]) -> None:
+        self.strategy = strategy
+        self._specs = tuple(pair.spec for pair in pairs)
+        self._by_name = {pair.spec.name: pair for pair in pairs}
+        self._last_specs: object = None
+        self._last_order: Sequence[PairView] = ()
+        #: The strategy's own ``observe(observation)``, when it learns from traffic.
+        self.learns: Callable[[Observation], None] | None = getattr(strategy, "observe", None)
+
+    def plan(self, call: CallView, order: Sequence[Any]) -> Sequence[Any]:
+        specs = self.strategy(call.operation, self._specs, call.context or {})
+        by_name = self._by_name
+        if specs is self._last_specs:  # the strategy returned its cached order again
+            planned = self._last_order
+        else:
+            # dict.fromkeys: a strategy naming a platform twice must not get it tried twice.
+            names = dict.fromkeys(spec.name for spec in specs if spec.name in by_name)
+            planned = [by_name[name] for name in names]
+            self._last_specs, self._last_order = specs, planned
+        call.order_reason = getattr(specs, "reason", "") or ordering_name(self.strategy)
+        skips: Mapping[str, str] | None = getattr(specs, "skipped", None)
+        if skips:
+            for name, why in skips.items():
+                pair = by_name.get(name)
+                if pair is not None:
+                    call.skip(pair, why)
+        return planned
+
+    def observe(
+        self,
+        pair: PairView,
+        ok: bool,
+        duration: float | None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        learns = self.learns
+        if learns is None:
+            return
+        try:
+            learns(Observation(pair.spec, pair.operation, ok, duration, result, error))
+        except Exception as exc:
+            # The attempt's outcome is already booked: a strategy's bookkeeping error must not
+            # turn an answer into a failed call, nor replace the provider's error.
+            logger.warning(
+                "Ordering strategy %s failed to observe %s on %s: %s",
+                ordering_name(self.strategy),
+                pair.operation,
+                pair.spec.name,
+                type(exc).__qualname__,
+            )
+
+
+def annotate_order(span: Span, order: Sequence[PairView], reason: str) -> None:
     """Put the chosen order and its reason on the call span."""
     span.set_attributes(
         {

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from failover._core.spec import PlatformSpec
-from failover.policies.policy import set_testing_attempts
+from failover.policies.retry import set_testing_attempts
 
 if TYPE_CHECKING:
     from failover.testing._fake_providers import Behaviour, FakeProviderServer

@@ -1,0 +1,304 @@
+"""The books of a call: the only writer of attempts, skips, outcomes and call-span totals.
+
+Every driver (the walk, a hedge lane, the last resort) and the hand-reported outcomes of
+``report_success``/``report_failure`` record through one :class:`Book`, so an attempt has one
+meaning and the call span's ``failover.attempts``, ``failover.fallbacks`` and
+``failover.platform`` one formula (:meth:`Book.finish`) whichever path the call took.
+
+Applying an outcome follows DESIGN §2: a transient failure counts toward the pair's breaker;
+credit and auth errors cool the whole platform; a rate limit cools the pair; the request's own
+faults leave the pair's health alone; a cancelled attempt gives its permit back uncounted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from failover._core.breaker import Permit
+from failover._core.classify import Classification, ErrorKind
+from failover._core.errors import Attempt
+from failover._core.kinds import Outcome, SkipReason
+from failover._core.pair import COOLDOWN_REASON
+from failover._observe.scrub import get_logger
+
+if TYPE_CHECKING:
+    from failover._core.clock import Clock
+    from failover._engine.call import Call
+    from failover._engine.fleet import FleetLink
+    from failover._engine.route import Pair
+    from failover._observe.telemetry import Telemetry
+
+logger = get_logger("failover")
+
+#: Request-fault reasons that move on to the next platform by default; others raise at once.
+DEFAULT_CONTINUE_ON: Final = frozenset({"content_policy", "context_window", "not_found"})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """The manager-wide settings the engine applies to every call."""
+
+    max_attempts: int
+    fallback_enabled: bool
+    monitoring_enabled: bool
+    continue_on: frozenset[str]
+    cooldown_seconds: float
+    auth_cooldown_seconds: float
+    rate_limit_max_seconds: float
+
+
+class Book:
+    """Records outcomes and applies their consequences; one per manager, no per-call state."""
+
+    __slots__ = ("clock", "fleet", "settings", "telemetry")
+
+    def __init__(self, settings: EngineSettings, clock: Clock, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.telemetry = telemetry
+        #: Set by the manager when state is shared across processes (probe leases, cool-downs).
+        self.fleet: FleetLink | None = None
+
+    # -- a call's records ----------------------------------------------------------------------
+
+    def skipped(self, call: Call, pair: Pair, reason: str) -> None:
+        """``pair`` was passed over for ``reason``: a skip record, a span event, a log line."""
+        call.attempts.append(pair.skip_record(reason))
+        # The telemetry hook is called only when it has something to record.
+        telemetry = self.telemetry
+        if call.span is not None or telemetry.instruments() is not None:
+            telemetry.skipped(call.span, pair.spec.name, pair.operation, reason)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Skipping unhealthy platform %s for %s: %s", pair.spec.name, pair.operation, reason
+            )
+
+    def answered(
+        self,
+        call: Call,
+        pair: Pair,
+        permit: Permit,
+        result: Any,
+        duration: float,
+        now: float | None = None,
+    ) -> None:
+        """An attempt of ``call`` answered: the pair's success, and the call's totals."""
+        self.succeeded(pair, permit, duration, now)
+        pipeline = call.route.pipeline
+        if pipeline is not None and pipeline.observe:
+            pipeline.observed(pair, True, duration, result)
+
+    def attempt_failed(
+        self,
+        call: Call,
+        pair: Pair,
+        permit: Permit,
+        error: Exception,
+        verdict: Classification,
+        duration: float,
+        last_resort: str | None = None,
+    ) -> None:
+        """An attempt of ``call`` failed with ``error``, classified as ``verdict``."""
+        self.failed(pair, permit, verdict, duration)
+        pipeline = call.route.pipeline
+        if pipeline is not None and pipeline.observe:
+            pipeline.observed(pair, False, duration, None, error)
+        spec = pair.spec
+        call.attempts.append(
+            Attempt(
+                spec.name,
+                spec.model,
+                pair.operation,
+                Outcome.FAILURE,
+                attempt=call.tries,
+                error_type=type(error).__qualname__,
+                error_kind=verdict.kind,
+                status_code=verdict.status_code,
+                duration=duration,
+                error=error,
+                last_resort=last_resort,
+            )
+        )
+
+    def cancelled(
+        self,
+        call: Call,
+        pair: Pair,
+        permit: Permit,
+        duration: float,
+        last_resort: str | None = None,
+    ) -> None:
+        """An attempt of ``call`` was cancelled: its permit back, nothing counted."""
+        self.give_back(pair, permit)
+        spec = pair.spec
+        call.attempts.append(
+            Attempt(
+                spec.name,
+                spec.model,
+                pair.operation,
+                Outcome.CANCELLED,
+                attempt=call.tries,
+                duration=duration,
+                last_resort=last_resort,
+            )
+        )
+        self.count(pair, Outcome.CANCELLED, duration)
+
+    def waited(self, call: Call, pair: Pair, reason: str, seconds: float, last_resort: str) -> None:
+        """The last resort waited ``seconds`` for ``pair`` (unavailable for ``reason``)."""
+        spec = pair.spec
+        call.attempts.append(
+            Attempt(
+                spec.name,
+                spec.model,
+                pair.operation,
+                Outcome.SKIPPED,
+                skip_reason=reason,
+                duration=seconds,
+                last_resort=last_resort,
+            )
+        )
+
+    def finish(self, call: Call, answered_by: str | None) -> None:
+        """The call span's totals, by one formula whatever path the call took.
+
+        ``failover.attempts``: attempts made (failed, cancelled, and the one that answered).
+        ``failover.fallbacks``: platforms the call moved past, tried or passed over; a
+        platform skipped only because its key is not set was never in the running.
+        """
+        span = call.span
+        if span is None:
+            return
+        made = 0
+        involved: set[str] = set()
+        for attempt in call.attempts:
+            if attempt.outcome != Outcome.SKIPPED:
+                made += 1
+                involved.add(attempt.platform)
+            elif attempt.skip_reason != SkipReason.MISSING_API_KEY:
+                involved.add(attempt.platform)
+        attributes: dict[str, Any] = {}
+        if answered_by is not None:
+            made += 1
+            involved.discard(answered_by)
+            attributes["failover.platform"] = answered_by
+            fallbacks = len(involved)
+        else:
+            fallbacks = max(len(involved) - 1, 0)
+        attributes["failover.attempts"] = made
+        attributes["failover.fallbacks"] = fallbacks
+        span.set_attributes(attributes)
+
+    # -- a pair's outcomes (also reported by hand) ---------------------------------------------
+
+    def give_back(self, pair: Pair, permit: Permit) -> None:
+        """Return a permit (and its fleet lease) without an outcome: nothing is counted."""
+        pair.breaker.release(permit)
+        if self.fleet is not None:
+            self.fleet.probe_ended(permit)
+
+    def succeeded(
+        self,
+        pair: Pair,
+        permit: Permit | None,
+        duration: float | None,
+        now: float | None = None,
+    ) -> None:
+        """Record a success; ``permit`` is ``None`` for an outcome reported by hand.
+
+        ``now`` is the clock reading the attempt ended at, when the caller has one: the
+        success is stamped with it instead of reading the clock again.
+        """
+        breaker = pair.breaker
+        had_failures = breaker.consecutive_failures
+        if permit is None:
+            breaker.report_success()
+        elif permit.is_probe:
+            breaker.on_success(permit)
+            if self.fleet is not None:
+                self.fleet.probe_ended(permit)
+        elif had_failures:  # a closed permit on a pair without failures changes nothing
+            breaker.on_success(permit)
+        if had_failures:
+            pair.record_failure_counters()
+        if self.settings.monitoring_enabled:
+            pair.stats.record_success(
+                self.clock.now() if now is None else now, duration, pair.spec.estimated_cost
+            )
+            if duration is not None:
+                instruments = self.telemetry.instruments()
+                if instruments is not None:
+                    attributes = pair.metric_attributes[Outcome.SUCCESS]
+                    instruments.attempts.add(1, attributes)
+                    instruments.attempt_duration.record(duration, attributes)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
+
+    def failed(
+        self, pair: Pair, permit: Permit | None, verdict: Classification, duration: float | None
+    ) -> None:
+        """Apply DESIGN §2's consequences; ``permit`` is ``None`` for a hand-reported failure."""
+        kind = verdict.kind
+        if kind is ErrorKind.TRANSIENT:
+            if permit is None:
+                pair.breaker.report_failure()
+            else:
+                pair.breaker.on_failure(permit)
+            pair.record_failure_counters()
+        elif permit is not None:
+            # Not the pair's own sickness: no breaker count, whatever the permit was.
+            pair.breaker.release(permit)
+        now = self.clock.now()
+        if kind in COOLDOWN_REASON:
+            self._cool(pair, verdict, now)
+        if kind is not ErrorKind.REQUEST and self.settings.monitoring_enabled:
+            pair.stats.record_failure(now, duration, kind.value)
+        if duration is not None:
+            # Metrics count every failed attempt, the request's own faults included.
+            self.count(pair, Outcome.FAILURE, duration)
+        if self.fleet is not None:
+            self.fleet.after_failure(pair, permit)
+
+    def _cool(self, pair: Pair, verdict: Classification, now: float) -> None:
+        """Credit, auth: the whole platform cools down; a rate limit: the pair."""
+        settings = self.settings
+        spec = pair.spec
+        kind = verdict.kind
+        reason = COOLDOWN_REASON[kind]
+        if kind is ErrorKind.RATE_LIMITED:
+            wait = settings.cooldown_seconds if verdict.retry_after is None else verdict.retry_after
+            wait = min(wait, settings.rate_limit_max_seconds)
+            pair.cooldown.set(now + wait, reason)
+            self.telemetry.cooldown(spec.name, pair.operation, reason, wait, "pair")
+            logger.info(
+                "Rate limited on %s for %s: skipping it for %gs", spec.name, pair.operation, wait
+            )
+            return
+        credit = kind is ErrorKind.CREDIT_EXHAUSTED
+        seconds = settings.cooldown_seconds if credit else settings.auth_cooldown_seconds
+        pair.platform.cooldown.set(now + seconds, reason)
+        self.telemetry.cooldown(spec.name, pair.operation, reason, seconds, "platform")
+        if credit:
+            logger.warning(
+                "Credit issue on %s (%s): skipping it for %gs across all operations",
+                spec.name,
+                pair.operation,
+                seconds,
+            )
+        else:
+            logger.warning(
+                "API key problem on %s (check %s): skipping it for %gs across all operations",
+                spec.name,
+                spec.api_key_env or "its key",
+                seconds,
+            )
+
+    def count(self, pair: Pair, outcome: Outcome, duration: float) -> None:
+        instruments = self.telemetry.instruments()
+        if instruments is None:
+            return
+        attributes = pair.metric_attributes[outcome]
+        instruments.attempts.add(1, attributes)
+        instruments.attempt_duration.record(duration, attributes)

@@ -1,0 +1,32 @@
+"""The attempt timeout: how long one attempt on a platform may take.
+
+``Policy(attempt_timeout=...)`` at any level; the driver bounds each attempt with it and turns
+its expiry into :class:`AttemptTimeout`, a transient failure of that platform.
+"""
+
+from __future__ import annotations
+
+from failover.policies.base import PairView, Strategy
+
+
+class AttemptTimeout(TimeoutError):
+    """An attempt ran past its ``attempt_timeout``; counts as a transient failure."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"attempt timed out after {seconds:g}s")
+
+
+class AttemptTimeoutStrategy(Strategy):
+    """The ``attempt_limit`` hook, read from each pair's resolved policy."""
+
+    __slots__ = ()
+
+    name = "attempt_timeout"
+
+    def attempt_limit(self, pair: PairView) -> float | None:
+        return pair.policy.attempt_timeout
+
+
+#: Shared: the timeout itself is per pair (its policy).
+ATTEMPT_TIMEOUT = AttemptTimeoutStrategy()
