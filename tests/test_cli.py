@@ -21,9 +21,9 @@ import anyio
 import httpx
 import pytest
 
-from failover._demo.runner import NOBODY, DemoOptions, run_demo
-from failover._demo.scenarios import SCENARIOS, Phase, Scenario
 from failover.cli import build_parser, main
+from failover.cli._demo.runner import NOBODY, DemoOptions, run_demo
+from failover.cli._demo.scenarios import SCENARIOS, Phase, Scenario
 
 GOOD_CONFIG = """
 [failover]
@@ -655,7 +655,7 @@ def test_the_demo_config_is_valid(
 
     for name in KEY_VARIABLES:
         no_keys.setenv(name, "placeholder")
-    with as_file(files("failover._demo").joinpath("demo.toml")) as path:
+    with as_file(files("failover.cli._demo").joinpath("demo.toml")) as path:
         assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "image_editing  (3 of 3 usable)" in out

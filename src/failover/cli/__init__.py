@@ -128,7 +128,7 @@ def _library_logs(sink: Callable[[str], None] | None) -> Iterator[None]:
 
 def _scenario_help() -> str:
     try:
-        from failover._demo.scenarios import SCENARIOS
+        from failover.cli._demo.scenarios import SCENARIOS
     except ImportError:  # the http extra is missing; the command itself will say so
         return "the scenario to play (default: %(default)s)"
     lines = "; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items())
@@ -198,13 +198,13 @@ def _add_demo(subparsers: Any) -> None:
         default="asyncio",
         help="the event loop to run on (default: %(default)s)",
     )
-    parser.set_defaults(handler=_demo)
+    parser.set_defaults(handler=_demo_command)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_command(args: argparse.Namespace) -> int:
     _require(["httpx", "h11"], "http", "failover demo")
-    from failover._demo.report import PlainReporter, RichReporter
-    from failover._demo.runner import DemoOptions, run_demo
+    from failover.cli._demo.report import PlainReporter, RichReporter
+    from failover.cli._demo.runner import DemoOptions, run_demo
 
     options = DemoOptions(
         requests=args.requests,
