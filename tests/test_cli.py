@@ -348,7 +348,7 @@ def test_demo_log_sink_scrubs_records_of_child_loggers() -> None:
     """A child logger's record reaches the demo's sink without its parent's filter."""
     import logging
 
-    from failover.cli import _library_logs
+    from failover.cli.demo import _library_logs
 
     lines: list[str] = []
     child = logging.getLogger("failover.tests.unfiltered_child")
