@@ -21,9 +21,9 @@ import anyio
 import httpx
 import pytest
 
-from failover._demo.runner import NOBODY, DemoOptions, run_demo
-from failover._demo.scenarios import SCENARIOS, Phase, Scenario
 from failover.cli import build_parser, main
+from failover.cli._demo.runner import NOBODY, DemoOptions, run_demo
+from failover.cli._demo.scenarios import SCENARIOS, Phase, Scenario
 
 GOOD_CONFIG = """
 [failover]
@@ -348,7 +348,7 @@ def test_demo_log_sink_scrubs_records_of_child_loggers() -> None:
     """A child logger's record reaches the demo's sink without its parent's filter."""
     import logging
 
-    from failover.cli import _library_logs
+    from failover.cli.demo import _library_logs
 
     lines: list[str] = []
     child = logging.getLogger("failover.tests.unfiltered_child")
@@ -655,7 +655,7 @@ def test_the_demo_config_is_valid(
 
     for name in KEY_VARIABLES:
         no_keys.setenv(name, "placeholder")
-    with as_file(files("failover._demo").joinpath("demo.toml")) as path:
+    with as_file(files("failover.cli._demo").joinpath("demo.toml")) as path:
         assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "image_editing  (3 of 3 usable)" in out

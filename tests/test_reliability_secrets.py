@@ -19,8 +19,8 @@ import sys
 import pytest
 
 from failover import KNOWN_PLATFORMS
-from failover._demo.report import PlainReporter
-from failover._demo.runner import DemoOptions, run_demo
+from failover.cli._demo.report import PlainReporter
+from failover.cli._demo.runner import DemoOptions, run_demo
 
 ENV_NAMES = sorted({p.api_key_env for p in KNOWN_PLATFORMS.values() if p.api_key_env})
 

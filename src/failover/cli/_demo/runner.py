@@ -26,9 +26,9 @@ import httpx
 from failover._config.load import settings_from_toml
 from failover._core.errors import AllPlatformsFailed, ConfigError
 from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
-from failover._demo.clients import DemoClients, sample_image
-from failover._demo.scenarios import SCENARIOS, Phase, Scenario
 from failover._manager import PlatformManager
+from failover.cli._demo.clients import DemoClients, sample_image
+from failover.cli._demo.scenarios import SCENARIOS, Phase, Scenario
 from failover.testing._fake_providers import FakeProviderServer
 
 CONFIG_RESOURCE: Final = "demo.toml"
@@ -155,8 +155,8 @@ class DemoResult:
 
 def demo_manager_settings() -> dict[str, Any]:
     """The manager keyword arguments in the bundled ``demo.toml``."""
-    resource = importlib.resources.files("failover._demo").joinpath(CONFIG_RESOURCE)
-    source = f"failover/_demo/{CONFIG_RESOURCE}"
+    resource = importlib.resources.files("failover.cli._demo").joinpath(CONFIG_RESOURCE)
+    source = f"failover/cli/_demo/{CONFIG_RESOURCE}"
     return settings_from_toml(tomllib.loads(resource.read_text("utf-8")), source)
 
 

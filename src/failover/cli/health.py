@@ -13,8 +13,10 @@ from typing import Any, TextIO
 
 import anyio
 
+from failover.cli._common import CommandError, require
 
-def add_health(subparsers: Any) -> None:
+
+def add_parser(subparsers: Any) -> None:
     """Declare ``failover health``."""
     parser = subparsers.add_parser(
         "health",
@@ -35,14 +37,12 @@ def add_health(subparsers: Any) -> None:
         help="the fleet's namespace (default: default)",
     )
     parser.add_argument("--json", action="store_true", help="print the view as one JSON object")
-    parser.set_defaults(handler=health)
+    parser.set_defaults(handler=run)
 
 
-def health(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the fleet view; 0 when Redis answered, 1 (one clear line) when it did not."""
-    from failover.cli import CommandError, _require
-
-    _require(["coredis"], "redis", "failover health --redis")
+    require(["coredis"], "redis", "failover health --redis")
     from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 
     from failover.redis import RedisSharedState, display_url, leaf_exception

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TextIO
 
-from failover._demo.runner import NOBODY, DemoOptions, DemoResult
-from failover._demo.scenarios import Phase, Scenario
+from failover.cli._demo.runner import NOBODY, DemoOptions, DemoResult
+from failover.cli._demo.scenarios import Phase, Scenario
 
 if TYPE_CHECKING:
     from rich.console import Console
