@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -11,32 +10,27 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 
 import anyio
 
-from failover._core.breaker import BreakerSettings, BreakerState, PairBreaker, Transition
+from failover._config.build import build_routes
+from failover._config.plan import ManagerPlan, Priorities, make_plan
+from failover._core import validate
+from failover._core.breaker import BreakerState, Transition
 from failover._core.classify import Classifier, ErrorKind, classify
 from failover._core.clock import Clock, to_wall
 from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._core.health import aggregate
 from failover._core.kinds import Cause
-from failover._core.pair import PlatformState
-from failover._core.spec import (
-    BUILTIN_OPERATION_TYPES,
-    DEFAULT_PRIORITIES,
-    PlatformSpec,
-    check_operation_name,
-    known_platform,
-)
-from failover._engine.book import DEFAULT_CONTINUE_ON, Book, EngineSettings
-from failover._engine.clock import MonotonicClock
+from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec
+from failover._engine.book import DEFAULT_CONTINUE_ON, Book
 from failover._engine.drive_async import start
-from failover._engine.fleet import FleetLink, SharedState
+from failover._engine.fleet import FleetLink
 from failover._engine.route import Pair, Route
 from failover._engine.wiring import PolicyWiring
 from failover._observe.scrub import Scrubber, get_logger, register
 from failover._observe.telemetry import Telemetry
-from failover.policies.chaos import Chaos, ChaosControl, chaos_rules
+from failover.policies.chaos import Chaos, ChaosControl
 from failover.policies.last_resort import LastResort
-from failover.policies.ordering import Ordering, cost_order
-from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
+from failover.policies.ordering import Ordering
+from failover.policies.policy import Policy
 
 if TYPE_CHECKING:
     import pybreaker
@@ -48,52 +42,6 @@ logger = get_logger("failover")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-PriorityEntry = tuple[str, str] | PlatformSpec
-Priorities = Mapping[str, Sequence[PriorityEntry]]
-
-
-def _number(
-    name: str,
-    value: object,
-    *,
-    above: float | None = None,
-    at_least: float | None = None,
-    integer: bool = False,
-) -> float:
-    """``value`` if it is a number in range, else one ``ConfigError`` naming ``name``."""
-    kind = "an integer" if integer else "a number"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (integer and not isinstance(value, int))
-        or math.isnan(value)
-    ):
-        raise ConfigError(f"{name} must be {kind}, got {value!r}", key=name)
-    if above is not None and not value > above:
-        raise ConfigError(f"{name} must be {kind} > {above:g}, got {value!r}", key=name)
-    if at_least is not None and not value >= at_least:
-        raise ConfigError(f"{name} must be {kind} >= {at_least:g}, got {value!r}", key=name)
-    return value
-
-
-def _last_resort_policy(
-    when_all_unavailable: str | None, max_wait: float | None, policy: Policy | None
-) -> Policy:
-    """``policy`` under the manager-wide ``when_all_unavailable``/``max_wait`` keywords."""
-    if when_all_unavailable is None and max_wait is None:
-        return policy or Policy()
-    if when_all_unavailable is not None:
-        check_when_all_unavailable(when_all_unavailable)
-    if max_wait is not None:
-        _number("max_wait", max_wait, above=0)
-    for name, value in (("when_all_unavailable", when_all_unavailable), ("max_wait", max_wait)):
-        if value is not None and policy is not None and getattr(policy, name) is not None:
-            raise ConfigError(
-                f"{name} is set both as a keyword and in policy=; set it once", key=name
-            )
-    keywords = Policy(when_all_unavailable=when_all_unavailable, max_wait=max_wait)
-    return keywords.then(policy) if policy is not None else keywords
-
 
 def _iso(clock: Clock, monotonic: float | None) -> str | None:
     if monotonic is None:
@@ -101,87 +49,6 @@ def _iso(clock: Clock, monotonic: float | None) -> str | None:
     if math.isinf(monotonic):
         return None
     return datetime.fromtimestamp(to_wall(clock, monotonic), UTC).isoformat()
-
-
-def build_specs(priorities: Priorities) -> dict[str, list[PlatformSpec]]:
-    """Validate ``priorities`` and turn every entry into a :class:`PlatformSpec`."""
-    if not isinstance(priorities, Mapping):
-        raise ConfigError(
-            f"priorities must be a mapping of operation type -> list of platforms, "
-            f"got {type(priorities).__name__}",
-            key="priorities",
-        )
-    operations_by_name: dict[str, set[str]] = {}
-    for operation, entries in priorities.items():
-        check_operation_name(operation, where="priorities")
-        raw: object = entries
-        if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
-            raise ConfigError(
-                f"priorities[{operation!r}] must be a list of (name, model) pairs or "
-                f"PlatformSpec, got {type(raw).__name__}",
-                key=operation,
-            )
-        if not entries:
-            raise ConfigError(
-                f"priorities[{operation!r}] is empty; list at least one platform", key=operation
-            )
-        for entry in entries:
-            name = entry.name if isinstance(entry, PlatformSpec) else _entry_name(operation, entry)
-            operations_by_name.setdefault(name, set()).add(operation)
-    # One frozenset per platform, shared by its specs (with many operations, a copy per spec
-    # would cost more memory than the rest of the pair).
-    operation_types = {name: frozenset(names) for name, names in operations_by_name.items()}
-    result: dict[str, list[PlatformSpec]] = {}
-    for operation, entries in priorities.items():
-        seen: set[str] = set()
-        specs: list[PlatformSpec] = []
-        for index, entry in enumerate(entries):
-            if isinstance(entry, PlatformSpec):
-                spec = entry
-                if not spec.operation_types:
-                    spec = _replace(spec, operation_types=operation_types[spec.name])
-            else:
-                name, model = entry  # validated by _entry_name
-                known = known_platform(name)
-                spec = PlatformSpec(
-                    name=name,
-                    model=model,
-                    operation_types=operation_types[name],
-                    priority=index,
-                    estimated_cost=known.estimated_cost if known else 0.0,
-                    estimated_time=known.estimated_time if known else 0.0,
-                    api_key_env=known.api_key_env if known else None,
-                )
-            if spec.name in seen:
-                raise ConfigError(
-                    f"priorities[{operation!r}] lists platform {spec.name!r} twice; "
-                    "each platform may appear once per operation",
-                    key=operation,
-                )
-            seen.add(spec.name)
-            specs.append(spec)
-        result[operation] = specs
-    return result
-
-
-def _entry_name(operation: str, entry: object) -> str:
-    if (
-        isinstance(entry, tuple | list)
-        and len(entry) == 2
-        and all(isinstance(part, str) and part for part in entry)
-    ):
-        return str(entry[0])
-    raise ConfigError(
-        f"priorities[{operation!r}] entries must be (name, model) string pairs or "
-        f"PlatformSpec, got {entry!r}",
-        key=operation,
-    )
-
-
-def _replace(spec: PlatformSpec, **changes: Any) -> PlatformSpec:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
 
 
 class PlatformManager:
@@ -224,207 +91,74 @@ class PlatformManager:
         shared_state: Any = None,
         chaos: Chaos | Sequence[Chaos] | None = None,
     ) -> None:
-        ttl = _number("cache_ttl_seconds", cache_ttl_seconds, above=0)
-        _number("failure_threshold", failure_threshold, at_least=1, integer=True)
-        _number("max_attempts", max_attempts, at_least=1, integer=True)
-        for flag_name, flag in (
-            ("fallback_enabled", fallback_enabled),
-            ("cost_optimization", cost_optimization),
-            ("monitoring_enabled", monitoring_enabled),
-        ):
-            if not isinstance(flag, bool):
-                raise ConfigError(f"{flag_name} must be True or False, got {flag!r}", key=flag_name)
-        auth_cooldown = (
-            ttl * 4
-            if auth_cooldown_seconds is None
-            else _number("auth_cooldown_seconds", auth_cooldown_seconds, above=0)
-        )
-        rate_cap = (
-            ttl
-            if rate_limit_max_seconds is None
-            else _number("rate_limit_max_seconds", rate_limit_max_seconds, above=0)
-        )
-        if isinstance(continue_on, str) or not isinstance(continue_on, Iterable):
-            raise ConfigError(
-                f"continue_on must be a collection of request-fault reasons, got {continue_on!r}",
-                key="continue_on",
-            )
-        if policy is not None and not isinstance(policy, Policy):
-            raise ConfigError(f"policy must be a failover.Policy, got {policy!r}", key="policy")
-        if ordering is not None and not callable(ordering):
-            raise ConfigError(f"ordering must be callable, got {ordering!r}", key="ordering")
-        if clock is not None and not isinstance(clock, Clock):
-            raise ConfigError(
-                "clock must provide now(), wall(), sleep() and cancel_scope()", key="clock"
-            )
-        self._breaker_settings = BreakerSettings(
+        plan = make_plan(
+            priorities=priorities,
             failure_threshold=failure_threshold,
-            reset_timeout=ttl,
+            cache_ttl_seconds=cache_ttl_seconds,
+            fallback_enabled=fallback_enabled,
+            cost_optimization=cost_optimization,
+            monitoring_enabled=monitoring_enabled,
+            max_attempts=max_attempts,
             half_open_max_calls=half_open_max_calls,
             success_threshold=success_threshold,
-            probe_lease_seconds=(
-                min(ttl, 60.0) if probe_lease_seconds is None else probe_lease_seconds
-            ),
+            probe_lease_seconds=probe_lease_seconds,
             open_backoff=open_backoff,
-            max_open_seconds=max(max_open_seconds, ttl) if max_open_seconds else ttl,
+            max_open_seconds=max_open_seconds,
+            auth_cooldown_seconds=auth_cooldown_seconds,
+            rate_limit_max_seconds=rate_limit_max_seconds,
+            continue_on=continue_on,
+            when_all_unavailable=when_all_unavailable,
+            max_wait=max_wait,
+            policy=policy,
+            operation_policies=operation_policies,
+            platform_policies=platform_policies,
+            ordering=ordering,
+            classifiers=classifiers,
+            clock=clock,
+            environ=environ,
+            shared_state=shared_state,
+            chaos=chaos,
         )
-        specs_by_operation = build_specs(
-            {op: list(entries) for op, entries in DEFAULT_PRIORITIES.items()}
-            if priorities is None
-            else priorities
-        )
-        operation_policies = dict(operation_policies or {})
-        platform_policies = dict(platform_policies or {})
-        classifiers = dict(classifiers or {})
-        for label, policies in (
-            ("operation_policies", operation_policies),
-            ("platform_policies", platform_policies),
-        ):
-            for key, value in policies.items():
-                if not isinstance(value, Policy):
-                    raise ConfigError(
-                        f"{label}[{key!r}] must be a failover.Policy, got {value!r}", key=key
-                    )
-        unknown_ops = set(operation_policies) - set(specs_by_operation)
-        if unknown_ops:
-            raise UnknownOperation(sorted(unknown_ops)[0], sorted(specs_by_operation))
-        known_platforms = {spec.name for specs in specs_by_operation.values() for spec in specs}
-        for label, mapping in (
-            ("platform_policies", platform_policies),
-            ("classifiers", classifiers),
-        ):
-            for name in mapping:
-                if name not in known_platforms:
-                    raise ConfigError(
-                        f"{label} names platform {name!r}, which is in no priority list "
-                        f"(known: {', '.join(sorted(known_platforms))})",
-                        key=str(name),
-                    )
-        for name, value in platform_policies.items():
-            if value.hedge is not None:
-                raise ConfigError(
-                    f"platform_policies[{name!r}].hedge: hedging races platforms of one "
-                    "operation; set it in policy= or operation_policies=",
-                    key=name,
-                )
-            if value.deadline is not None:
-                raise ConfigError(
-                    f"platform_policies[{name!r}].deadline: a deadline bounds a whole call "
-                    "across platforms; set it in policy= or operation_policies=",
-                    key=name,
-                )
-            for field in ("when_all_unavailable", "max_wait"):
-                if getattr(value, field) is not None:
-                    raise ConfigError(
-                        f"platform_policies[{name!r}].{field}: it says what a call does when "
-                        "every platform is unavailable; set it per manager or in "
-                        "operation_policies=",
-                        key=name,
-                    )
+        self._build(plan, tracer_provider, meter_provider)
 
-        self.failure_threshold = failure_threshold
-        self.cache_ttl_seconds = ttl
-        self.fallback_enabled = fallback_enabled
-        self.cost_optimization = cost_optimization
-        self.monitoring_enabled = monitoring_enabled
-        self.clock: Clock = clock if clock is not None else MonotonicClock()
-        if shared_state is not None and not isinstance(shared_state, SharedState):
-            raise ConfigError(
-                "shared_state must be a shared-state backend such as "
-                f"failover.redis.RedisSharedState, got {shared_state!r}",
-                key="shared_state",
-            )
-        self.shared_state = shared_state
-        api_key_envs = {
-            spec.api_key_env
-            for specs in specs_by_operation.values()
-            for spec in specs
-            if spec.api_key_env
-        }
-        self.scrub = Scrubber(api_key_envs, environ)
+    def _build(
+        self,
+        plan: ManagerPlan,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        """Everything the manager runs on, from a plan that was checked whole."""
+        self.failure_threshold = plan.failure_threshold
+        self.cache_ttl_seconds = plan.cache_ttl_seconds
+        self.fallback_enabled = plan.fallback_enabled
+        self.cost_optimization = plan.cost_optimization
+        self.monitoring_enabled = plan.monitoring_enabled
+        self.clock: Clock = plan.clock
+        self.shared_state = plan.shared_state
+        self.scrub = Scrubber(plan.api_key_envs, plan.environ)
         register(self.scrub)
         self._telemetry = Telemetry(
-            enabled=monitoring_enabled,
+            enabled=plan.monitoring_enabled,
             scrub=self.scrub,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
         )
-        self._book = Book(
-            EngineSettings(
-                max_attempts=max_attempts,
-                fallback_enabled=fallback_enabled,
-                monitoring_enabled=monitoring_enabled,
-                continue_on=frozenset(continue_on),
-                cooldown_seconds=ttl,
-                auth_cooldown_seconds=auth_cooldown,
-                rate_limit_max_seconds=rate_cap,
-            ),
-            self.clock,
-            self._telemetry,
-        )
-        base_policy = _last_resort_policy(when_all_unavailable, max_wait, policy)
-        effective_ordering = (
-            ordering if ordering is not None else (cost_order if cost_optimization else None)
-        )
-        self._platforms: dict[str, PlatformState] = {}
-        self._pairs: dict[tuple[str, str], Pair] = {}
-        self._routes: dict[str, Route] = {}
-        last_resorts: dict[str, LastResort | None] = {}
-        for operation, specs in specs_by_operation.items():
-            operation_policy = base_policy.then(operation_policies.get(operation, Policy()))
-            pairs = []
-            # Pairs without a platform policy share one (immutable) resolved policy.
-            shared_resolved: ResolvedPolicy | None = None
-            for spec in specs:
-                platform = self._platforms.get(spec.name)
-                if platform is None:
-                    platform = self._platforms[spec.name] = PlatformState(spec.name)
-                platform_policy = platform_policies.get(spec.name)
-                if platform_policy is not None:
-                    resolved = ResolvedPolicy.of(operation_policy.then(platform_policy))
-                else:
-                    if shared_resolved is None:
-                        shared_resolved = ResolvedPolicy.of(operation_policy.then(Policy()))
-                    resolved = shared_resolved
-                breaker = PairBreaker(self._breaker_settings, self.clock)
-                pair = Pair(
-                    spec,
-                    operation,
-                    platform,
-                    breaker,
-                    resolved,
-                    tuple(classifiers.get(spec.name, ())),
-                    environ,
-                )
-                breaker.listener = self._transition_listener(pair)
-                self._pairs[pair.key] = pair
-                pairs.append(pair)
-            self._routes[operation] = Route(
-                operation,
-                pairs,
-                effective_ordering,
-                ResolvedPolicy.of(operation_policy).deadline,
-            )
-            last_resorts[operation] = LastResort.of(operation_policy)
+        self._book = Book(plan.chain, self.clock, self._telemetry)
+        built = build_routes(plan, self._transition_listener)
+        self._platforms, self._pairs, self._routes = built.platforms, built.pairs, built.routes
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
         self._fleet: FleetLink | None = None
         self._fleet_tasks: anyio.abc.TaskGroup | None = None
         self._fleet_owner = 0
-        if shared_state is not None:
-            self._fleet = FleetLink(shared_state, self._pairs, self._platforms, self.clock)
+        if plan.shared_state is not None:
+            self._fleet = FleetLink(plan.shared_state, self._pairs, self._platforms, self.clock)
             self._book.fleet = self._fleet
+        hedges = {op: policy.hedge for op, policy in plan.operation_policies.items()}
+        last_resorts = {op: LastResort.of(policy) for op, policy in plan.operation_policies.items()}
         self._wiring = PolicyWiring(
-            self._routes,
-            {
-                operation: base_policy.then(operation_policies.get(operation, Policy())).hedge
-                for operation in self._routes
-            },
-            last_resorts,
-            effective_ordering,
-            self.clock,
-            chaos_rules(chaos, os.environ if environ is None else environ),
+            self._routes, hedges, last_resorts, plan.ordering, self.clock, plan.chaos
         )
         #: Switch chaos injection on and off at runtime (see :class:`failover.Chaos`).
         self.chaos: ChaosControl = self._wiring.chaos
@@ -592,7 +326,7 @@ class PlatformManager:
         ``prices=``) and the pair's cost moves from the estimate to ``cost``.
         """
         pair = self._pair(platform, operation)
-        amount = _number("cost", cost, at_least=0)
+        amount = validate.number("cost", cost, at_least=0, bare_type_error=True)
         if self.monitoring_enabled:
             pair.stats.cost += amount - pair.spec.estimated_cost
         self._wiring.cost_recorded(pair, amount)
@@ -601,7 +335,7 @@ class PlatformManager:
     def _response_time(value: float | None) -> float | None:
         if value is None:
             return None
-        return _number("response_time", value, at_least=0)
+        return validate.number("response_time", value, at_least=0, bare_type_error=True)
 
     # -- manual control ----------------------------------------------------------------------
 
@@ -621,7 +355,8 @@ class PlatformManager:
     ) -> None:
         """Open the pair now for ``seconds`` (default: ``cache_ttl_seconds``)."""
         if seconds is not None:
-            _number("seconds", seconds, above=0)
+            # inf is allowed: open until reset, like isolate().
+            validate.number("seconds", seconds, above=0, allow_inf=True, bare_type_error=True)
         pair = self._pair(platform, operation)
         pair.breaker.force_open(seconds)
         if self._fleet is not None:

@@ -46,6 +46,7 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
 from failover._observe.scrub import get_logger
@@ -135,12 +136,6 @@ def _check_namespace(namespace: object) -> str:
     return namespace
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a number > 0, got {value!r}", key=name)
-    return float(value)
-
-
 def encode_message(event: SharedEvent, pid: str) -> str:
     return json.dumps(
         {
@@ -207,13 +202,10 @@ class RedisSharedState:
     ) -> None:
         self.url = _check_url(url)
         self.namespace = _check_namespace(namespace)
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        self.command_timeout = _positive("command_timeout", command_timeout)
-        self.max_backoff = _positive("max_backoff", max_backoff)
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
-            raise ConfigError(
-                f"max_queue must be an integer >= 1, got {max_queue!r}", key="max_queue"
-            )
+        self.connect_timeout = validate.number("connect_timeout", connect_timeout, above=0)
+        self.command_timeout = validate.number("command_timeout", command_timeout, above=0)
+        self.max_backoff = validate.number("max_backoff", max_backoff, above=0)
+        validate.integer("max_queue", max_queue, at_least=1)
         #: Identifies this process's messages (host, pid and a random part).
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.prefix = key_prefix(self.namespace)

@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"({exc.name or exc} is missing)"
     ) from exc
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 
 __all__ = ["OtlpExport", "configure"]
@@ -127,22 +128,14 @@ def configure(
     :class:`~failover.ConfigError` instead of silently doing nothing.
     """
     global _installed
-    if service_name is not None and (not isinstance(service_name, str) or not service_name):
-        raise ConfigError(
-            f"service_name must be a non-empty string, got {service_name!r}", key="service_name"
-        )
+    if service_name is not None:
+        validate.name("service_name", service_name)
     base = _base_url(endpoint)
     if headers is not None:
         _check_headers(headers)
-    if metric_export_interval is not None and (
-        isinstance(metric_export_interval, bool)
-        or not isinstance(metric_export_interval, int | float)
-        or not metric_export_interval > 0
-    ):
-        raise ConfigError(
-            f"metric_export_interval must be a number of seconds > 0, "
-            f"got {metric_export_interval!r}",
-            key="metric_export_interval",
+    if metric_export_interval is not None:
+        validate.seconds(
+            "metric_export_interval", metric_export_interval, above=0, kind="a number of seconds"
         )
     with _lock:
         if set_global:

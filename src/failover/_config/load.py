@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._core.spec import (
     DEFAULT_PRIORITIES,
@@ -70,7 +71,8 @@ ENV_SETTINGS: Final[dict[str, tuple[str, type]]] = {
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    """What a setting's value must be: a type and, for numbers, a lower bound."""
+    """What a setting's value must be: a type and, for numbers, a lower bound (checked by
+    :mod:`failover._core.validate`; an ``int`` rule takes ``at_least`` only)."""
 
     kind: type
     above: float | None = None  # strictly greater than
@@ -137,9 +139,7 @@ def _check_value(value: object, rule: _Rule, *, source: str, key: str) -> Any:
     """``value`` converted to what ``rule`` asks for, else one ``ConfigError`` naming ``key``."""
     expected = rule.kind
     if expected is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}", source=source, key=key)
-        return value
+        return validate.flag(key, value, spelling=("true", "false"), source=source)
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}", source=source, key=key)
@@ -150,23 +150,14 @@ def _check_value(value: object, rule: _Rule, *, source: str, key: str) -> Any:
                 f"{key} must be a list of strings, got {value!r}", source=source, key=key
             )
         return value
-    kind = "an integer" if expected is int else "a number"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (expected is int and not isinstance(value, int))
-        or not math.isfinite(value)
-    ):
-        raise ConfigError(f"{key} must be {kind}, got {value!r}", source=source, key=key)
-    if rule.above is not None and not value > rule.above:
-        raise ConfigError(
-            f"{key} must be {kind} > {rule.above:g}, got {value!r}", source=source, key=key
+    # A file's numbers are finite: TOML's inf and nan are refused.
+    if expected is int:
+        return validate.integer(
+            key, value, at_least=rule.at_least, bare_type_error=True, source=source
         )
-    if rule.at_least is not None and not value >= rule.at_least:
-        raise ConfigError(
-            f"{key} must be {kind} >= {rule.at_least:g}, got {value!r}", source=source, key=key
-        )
-    return value if expected is int else float(value)
+    return validate.number(
+        key, value, above=rule.above, at_least=rule.at_least, bare_type_error=True, source=source
+    )
 
 
 def _check_table(

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from failover._core import validate
 from failover._core.clock import Clock
-from failover._core.errors import ConfigError
 from failover._core.kinds import Cause
 
 
@@ -48,24 +48,11 @@ class BreakerSettings:
 
     def __post_init__(self) -> None:
         for name in ("failure_threshold", "half_open_max_calls", "success_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", key=name)
+            validate.integer(name, getattr(self, name), at_least=1)
         for name in ("reset_timeout", "probe_lease_seconds", "max_open_seconds"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ConfigError(f"{name} must be a number > 0, got {value!r}", key=name)
-            object.__setattr__(self, name, float(value))
-        backoff = self.open_backoff
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not backoff >= 1:
-            raise ConfigError(
-                f"open_backoff must be a number >= 1, got {backoff!r}", key="open_backoff"
-            )
+            object.__setattr__(self, name, validate.number(name, getattr(self, name), above=0))
+        # An infinite backoff is allowed: every re-open then lasts max_open_seconds.
+        validate.number("open_backoff", self.open_backoff, at_least=1, allow_inf=True)
 
 
 class Permit:
@@ -143,6 +130,11 @@ class PairBreaker:
         self.reopen_count = 0
         self.pinned_closed = False
         #: Told of every transition (the manager: logs, telemetry, mirror, fleet).
+        self.listener = listener
+
+    def set_listener(self, listener: TransitionListener | None) -> None:
+        """Call ``listener`` on every transition from now on (its owner is often built after
+        the breaker, so it cannot always be passed to the constructor)."""
         self.listener = listener
 
     # -- admission ---------------------------------------------------------------------------

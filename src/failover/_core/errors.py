@@ -75,13 +75,21 @@ class RateLimited(ProviderError):
         retry_after: float | None = None,
         status_code: int | None = 429,
     ):
-        if retry_after is not None and (
-            isinstance(retry_after, bool)
-            or not isinstance(retry_after, int | float)
-            or retry_after < 0
-        ):
-            raise ConfigError(f"RateLimited(retry_after=...) must be >= 0, got {retry_after!r}")
-        self.retry_after = None if retry_after is None else float(retry_after)
+        if retry_after is not None:
+            # Imported here: validate raises this module's ConfigError.
+            from failover._core import validate
+
+            # inf is allowed: a provider that says "not before the end of time" is believed
+            # (the chain caps every wait at rate_limit_max_seconds).
+            retry_after = validate.number(
+                "retry_after",
+                retry_after,
+                at_least=0,
+                allow_inf=True,
+                kind="",
+                label="RateLimited(retry_after=...)",
+            )
+        self.retry_after = retry_after
         super().__init__(message, status_code=status_code)
 
 

@@ -41,6 +41,7 @@ class PlatformSpec:
 
     def __post_init__(self) -> None:
         # Imported here to keep this module free of cycles: _errors imports nothing of ours.
+        from failover._core import validate
         from failover._core.errors import ConfigError
 
         if not isinstance(self.name, str) or not _IDENTIFIER.match(self.name):
@@ -48,12 +49,7 @@ class PlatformSpec:
                 f"PlatformSpec.name must be a lowercase identifier, got {self.name!r}",
                 key="name",
             )
-        if not isinstance(self.model, str) or not self.model:
-            raise ConfigError(
-                f"PlatformSpec.model for {self.name!r} must be a non-empty string, "
-                f"got {self.model!r}",
-                key="model",
-            )
+        validate.name("model", self.model, label=f"PlatformSpec.model for {self.name!r}")
         operation_types: object = self.operation_types
         if not isinstance(operation_types, frozenset):
             if isinstance(operation_types, str) or not isinstance(operation_types, Iterable):
@@ -64,18 +60,18 @@ class PlatformSpec:
                 )
             object.__setattr__(self, "operation_types", frozenset(operation_types))
         for attr in ("estimated_cost", "estimated_time"):
-            value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(
-                    f"PlatformSpec.{attr} for {self.name!r} must be a number >= 0, got {value!r}",
-                    key=attr,
-                )
-            object.__setattr__(self, attr, float(value))
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise ConfigError(
-                f"PlatformSpec.priority for {self.name!r} must be an int, got {self.priority!r}",
-                key="priority",
+            label = f"PlatformSpec.{attr} for {self.name!r}"
+            # inf is allowed: an estimate of "never worth it" sorts last under cost order.
+            value = validate.number(
+                attr, getattr(self, attr), at_least=0, allow_inf=True, label=label
             )
+            object.__setattr__(self, attr, value)
+        validate.integer(
+            "priority",
+            self.priority,
+            kind="an int",
+            label=f"PlatformSpec.priority for {self.name!r}",
+        )
         if self.api_key_env is not None and (
             not isinstance(self.api_key_env, str) or not self.api_key_env
         ):

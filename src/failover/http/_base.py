@@ -3,7 +3,6 @@ timeouts, argument checks, error classification, and closing."""
 
 from __future__ import annotations
 
-import math
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +12,7 @@ from typing import Any, ClassVar, Final, Literal, Self, TypedDict, overload
 import anyio
 import httpx
 
+from failover._core import validate
 from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
@@ -95,17 +95,14 @@ def check_messages(messages: object) -> Sequence[Message]:
 
 
 def check_options(max_tokens: object, temperature: object) -> None:
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise InvalidArgument(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
-    if temperature is not None and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not math.isfinite(temperature)
-        or temperature < 0
-    ):
-        raise InvalidArgument(f"temperature must be a number >= 0, got {temperature!r}")
+    """The per-call options; a bad one is the request's own fault (:class:`InvalidArgument`)."""
+    try:
+        if max_tokens is not None:
+            validate.integer("max_tokens", max_tokens, at_least=1)
+        if temperature is not None:
+            validate.number("temperature", temperature, at_least=0)
+    except ConfigError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 class AdapterOptions(TypedDict, total=False):
@@ -149,10 +146,9 @@ class ChatAdapter:
             not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
         ):
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}", key="base_url")
-        if isinstance(timeout, bool) or not isinstance(timeout, httpx.Timeout | int | float):
-            raise ConfigError(
-                f"timeout must be seconds or an httpx.Timeout, got {timeout!r}", key="timeout"
-            )
+        if not isinstance(timeout, httpx.Timeout):
+            # inf is allowed: httpx then waits as long as it takes.
+            validate.seconds("timeout", timeout, allow_inf=True, kind="seconds or an httpx.Timeout")
         if not isinstance(limits, httpx.Limits):
             raise ConfigError(f"limits must be an httpx.Limits, got {limits!r}", key="limits")
         try:

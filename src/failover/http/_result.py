@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from opentelemetry import trace as otel_trace
 
-from failover._core.errors import ConfigError
+from failover._core import validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +39,13 @@ class TokenPrice:
 
     def __post_init__(self) -> None:
         for name in ("input", "output"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ConfigError(
-                    f"TokenPrice.{name} must be a number >= 0 (USD per million tokens), "
-                    f"got {value!r}",
-                    key=name,
-                )
+            validate.number(
+                name,
+                getattr(self, name),
+                at_least=0,
+                label=f"TokenPrice.{name}",
+                hint=" (USD per million tokens)",
+            )
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         """USD for this usage; ``None`` when the provider reported no usage at all."""

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._core.kinds import SkipReason
 from failover._core.spec import PlatformSpec
-from failover.policies.ordering import Observation, Ordered, OrderFunction, _check_positive
+from failover.policies.ordering import Observation, Ordered, OrderFunction
 
 if TYPE_CHECKING:
     from failover._core.clock import Clock
@@ -47,10 +48,10 @@ class BudgetOrder:
                 key="caps",
             )
         self.caps = {
-            str(name): _check_positive(f"caps[{name!r}]", value, zero_ok=True)
+            str(name): validate.number(f"caps[{name!r}]", value, at_least=0, kind="a finite number")
             for name, value in caps.items()
         }
-        self.period = _check_positive("period", period)
+        self.period = validate.number("period", period, above=0, kind="a finite number")
         if then is not None and not callable(then):
             raise ConfigError(f"then must be an ordering callable, got {then!r}", key="then")
         if cost is not None and not callable(cost):
@@ -82,7 +83,7 @@ class BudgetOrder:
 
     def charge(self, platform: str, amount: float) -> None:
         """Add ``amount`` to ``platform``'s spend in the current period (a reported cost)."""
-        amount = _check_positive("amount", amount, zero_ok=True)
+        amount = validate.number("amount", amount, at_least=0, kind="a finite number")
         self._roll()
         self._spent[platform] = self._spent.get(platform, 0.0) + amount
 

@@ -13,13 +13,12 @@ oldest waiter, so a newcomer cannot barge ahead of a queued call. A waiter is an
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from failover._core.errors import ConfigError
+from failover._core import validate
 from failover.policies.base import PairView, Strategy
 
 
@@ -44,29 +43,19 @@ class Bulkhead:
     per: Literal["platform", "pair"] = "platform"
 
     def __post_init__(self) -> None:
-        limit = self.max_concurrent
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(
-                f"Bulkhead.max_concurrent must be an integer >= 1, got {limit!r}",
-                key="max_concurrent",
-            )
-        wait = self.max_wait
-        if (
-            isinstance(wait, bool)
-            or not isinstance(wait, int | float)
-            or math.isnan(wait)
-            or wait < 0
-        ):
-            raise ConfigError(
-                f"Bulkhead.max_wait must be seconds >= 0 (math.inf: wait as long as it "
-                f"takes), got {wait!r}",
-                key="max_wait",
-            )
-        object.__setattr__(self, "max_wait", float(wait))
-        if self.per not in ("platform", "pair"):
-            raise ConfigError(
-                f"Bulkhead.per must be 'platform' or 'pair', got {self.per!r}", key="per"
-            )
+        validate.integer(
+            "max_concurrent", self.max_concurrent, at_least=1, label="Bulkhead.max_concurrent"
+        )
+        wait = validate.seconds(
+            "max_wait",
+            self.max_wait,
+            at_least=0,
+            allow_inf=True,
+            label="Bulkhead.max_wait",
+            hint=" (math.inf: wait as long as it takes)",
+        )
+        object.__setattr__(self, "max_wait", wait)
+        validate.one_of("per", self.per, ("platform", "pair"), label="Bulkhead.per")
 
 
 #: No bulkhead (to override an inherited :class:`Bulkhead`).

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from failover._core import validate
 from failover._core.errors import (
     AuthFailed,
     BadRequest,
@@ -111,17 +112,6 @@ def _fault_factory(fault: Fault) -> Callable[[], BaseException]:
     )
 
 
-def _rate(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or not 0 <= value <= 1
-    ):
-        raise ConfigError(f"Chaos.{name} must be a number in [0, 1], got {value!r}", key=name)
-    return float(value)
-
-
 def _names(name: str, value: Iterable[str] | str | None) -> frozenset[str] | None:
     if value is None:
         return None
@@ -155,23 +145,15 @@ class Chaos:
 
     def __post_init__(self) -> None:
         for name in ("fault_rate", "latency_rate", "result_rate"):
-            object.__setattr__(self, name, _rate(name, getattr(self, name)))
-        latency = self.latency
-        if (
-            isinstance(latency, bool)
-            or not isinstance(latency, int | float)
-            or not math.isfinite(latency)
-            or latency < 0
-        ):
-            raise ConfigError(f"Chaos.latency must be seconds >= 0, got {latency!r}", key="latency")
-        object.__setattr__(self, "latency", float(latency))
+            rate = validate.fraction(name, getattr(self, name), label=f"Chaos.{name}")
+            object.__setattr__(self, name, rate)
+        latency = validate.seconds("latency", self.latency, at_least=0, label="Chaos.latency")
+        object.__setattr__(self, "latency", latency)
         _fault_factory(self.fault)
         object.__setattr__(self, "platforms", _names("platforms", self.platforms))
         object.__setattr__(self, "operations", _names("operations", self.operations))
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise ConfigError(f"Chaos.seed must be an integer, got {self.seed!r}", key="seed")
+        if self.seed is not None:
+            validate.integer("seed", self.seed, label="Chaos.seed")
 
     def applies_to(self, operation: str) -> bool:
         operations = self.operations

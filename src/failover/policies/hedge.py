@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from failover._core.errors import ConfigError
+from failover._core import validate
 from failover.policies.base import PairView, Strategy
 
 
@@ -41,24 +41,14 @@ class Hedge:
     min_samples: int = 20
 
     def __post_init__(self) -> None:
-        delay = self.delay
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or math.isnan(delay)
-            or delay < 0
-        ):
-            raise ConfigError(f"Hedge.delay must be seconds >= 0, got {delay!r}", key="delay")
-        object.__setattr__(self, "delay", float(delay))
+        # inf is allowed: a hedge that never starts (switched off).
+        delay = validate.seconds(
+            "delay", self.delay, at_least=0, allow_inf=True, label="Hedge.delay"
+        )
+        object.__setattr__(self, "delay", delay)
         for name in ("max_hedges", "min_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"Hedge.{name} must be an integer >= 0, got {value!r}", key=name)
-        if not isinstance(self.delay_from_p95, bool):
-            raise ConfigError(
-                f"Hedge.delay_from_p95 must be True or False, got {self.delay_from_p95!r}",
-                key="delay_from_p95",
-            )
+            validate.integer(name, getattr(self, name), at_least=0, label=f"Hedge.{name}")
+        validate.flag("delay_from_p95", self.delay_from_p95, label="Hedge.delay_from_p95")
 
     @property
     def enabled(self) -> bool:

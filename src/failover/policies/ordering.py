@@ -17,10 +17,10 @@ recomputed only after a new observation, not on every call.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import get_logger
@@ -103,33 +103,6 @@ class Observation(NamedTuple):
     error: BaseException | None = None
 
 
-def _check_fraction(name: str, value: object, *, upper_open: bool = False) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or value < 0
-        or value > 1
-        or (upper_open and value >= 1)
-    ):
-        bound = "[0, 1)" if upper_open else "[0, 1]"
-        raise ConfigError(f"{name} must be a number in {bound}, got {value!r}", key=name)
-    return float(value)
-
-
-def _check_positive(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not zero_ok)
-    ):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}", key=name)
-    return float(value)
-
-
 # -- latency -----------------------------------------------------------------------------------
 
 
@@ -153,18 +126,13 @@ class LatencyOrder:
         alpha: float = 0.3,
         min_samples: int = 3,
     ) -> None:
-        self.tolerance = _check_fraction("tolerance", tolerance, upper_open=True)
-        self.tolerance_seconds = _check_positive(
-            "tolerance_seconds", tolerance_seconds, zero_ok=True
+        self.tolerance = validate.fraction("tolerance", tolerance, upper_open=True)
+        self.tolerance_seconds = validate.number(
+            "tolerance_seconds", tolerance_seconds, at_least=0, kind="a finite number"
         )
-        self.alpha = _check_fraction("alpha", alpha)
-        if self.alpha == 0:
-            raise ConfigError("alpha must be > 0, got 0", key="alpha")
-        if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
-            raise ConfigError(
-                f"min_samples must be an integer >= 1, got {min_samples!r}", key="min_samples"
-            )
-        self.min_samples = min_samples
+        self.alpha = validate.fraction("alpha", alpha)
+        validate.number("alpha", self.alpha, above=0, kind="")
+        self.min_samples = validate.integer("min_samples", min_samples, at_least=1)
         self._reason = f"latency ewma, band {self.tolerance:.0%} + {self.tolerance_seconds:g}s"
         # (platform, operation) -> [ewma, samples]
         self._ewma: dict[tuple[str, str], list[float]] = {}
@@ -279,7 +247,9 @@ class WeightedRoundRobin:
                     key="weights",
                 )
             weights = {
-                str(name): _check_positive(f"weights[{name!r}]", value)
+                str(name): validate.number(
+                    f"weights[{name!r}]", value, above=0, kind="a finite number"
+                )
                 for name, value in weights.items()
             }
         self.weights = weights

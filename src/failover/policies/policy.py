@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Final
 
+from failover._core import validate
 from failover._core.errors import ConfigError
 from failover.policies import retry as _retry
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
@@ -23,14 +24,7 @@ WHEN_ALL_UNAVAILABLE: Final = ("probe_soonest", "wait", "fail")
 
 def check_when_all_unavailable(value: object) -> str:
     """``value`` if it is one of :data:`WHEN_ALL_UNAVAILABLE`, else a ``ConfigError``."""
-    if not isinstance(value, str) or value not in WHEN_ALL_UNAVAILABLE:
-        raise ConfigError(
-            "when_all_unavailable must be one of "
-            + ", ".join(repr(mode) for mode in WHEN_ALL_UNAVAILABLE)
-            + f", got {value!r}",
-            key="when_all_unavailable",
-        )
-    return value
+    return validate.one_of("when_all_unavailable", value, WHEN_ALL_UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +69,12 @@ class Policy:
             check_when_all_unavailable(self.when_all_unavailable)
         for name in ("attempt_timeout", "deadline", "max_wait"):
             value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"Policy.{name} must be seconds > 0, got {value!r}", key=name)
-            object.__setattr__(self, name, float(value))
+            if value is not None:
+                # inf is allowed: no timeout, no deadline, wait as long as it takes.
+                value = validate.seconds(
+                    name, value, above=0, allow_inf=True, label=f"Policy.{name}"
+                )
+                object.__setattr__(self, name, value)
 
     def then(self, more_specific: Policy) -> Policy:
         """This policy with every field ``more_specific`` sets taking precedence."""

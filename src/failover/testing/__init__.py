@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from failover._core import validate
 from failover._core.spec import PlatformSpec
 from failover.policies.retry import set_testing_attempts
 
@@ -42,8 +43,7 @@ def set_testing(testing: bool, *, attempts: int = 1) -> None:
     """Make retries instant in your test suite: waits are skipped and at most ``attempts``
     attempts are made per platform. Breakers and fallback behave as in production."""
     global _testing
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
+    validate.integer("attempts", attempts, at_least=1)  # a ConfigError is a ValueError
     _testing = bool(testing)
     set_testing_attempts(attempts if testing else None)
 

@@ -24,6 +24,7 @@ import anyio.to_thread
 import httpx
 
 from failover._config.load import settings_from_toml
+from failover._core import validate
 from failover._core.errors import AllPlatformsFailed, ConfigError
 from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
 from failover._manager import PlatformManager
@@ -66,16 +67,8 @@ class DemoOptions:
 
     def __post_init__(self) -> None:
         for name in ("requests", "concurrency"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name} must be an integer >= 1, got {value!r}", key=name)
-        if (
-            isinstance(self.rate, bool)
-            or not isinstance(self.rate, int | float)
-            or not math.isfinite(self.rate)
-            or self.rate < 0
-        ):
-            raise ConfigError(f"--rate must be a number >= 0, got {self.rate!r}", key="rate")
+            validate.integer(name, getattr(self, name), at_least=1, label=f"--{name}")
+        validate.number("rate", self.rate, at_least=0, label="--rate")
         if self.scenario not in SCENARIOS:
             raise ConfigError(
                 f"unknown scenario {self.scenario!r}; choose from {', '.join(SCENARIOS)}",
