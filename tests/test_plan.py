@@ -12,7 +12,7 @@ from failover import Chaos, ConfigError, PlatformManager, Policy
 from failover._config.build import build_routes
 from failover._config.plan import ManagerPlan, make_plan
 from failover._core.breaker import BreakerState
-from failover._core.pair import Pair
+from failover._engine.route import Pair
 from failover._observe import scrub
 
 TEXT = "text_generation"
@@ -73,7 +73,7 @@ def test_build_gives_each_platform_one_state_and_each_pair_its_breaker() -> None
     heard: list[tuple[str, BreakerState]] = []
 
     def listener_for(pair: Pair) -> Any:
-        return lambda old, new, reason: heard.append((pair.spec.name, new))
+        return lambda change: heard.append((pair.spec.name, change.new))
 
     built = build_routes(plan(), listener_for)
     groq_text, groq_image = built.pairs["groq", TEXT], built.pairs["groq", IMAGE]
