@@ -28,7 +28,7 @@ from failover.cli.fleet import add_health
 
 if TYPE_CHECKING:
     from failover._config.check import ConfigReport
-    from failover.testing._fake_providers import Behaviour
+    from failover.testing.fake import Behaviour
 
 PROG: Final = "failover"
 BACKENDS: Final = ("asyncio", "trio")
@@ -293,7 +293,7 @@ def _add_fake_providers(subparsers: Any) -> None:
 
 
 def _parse_behaviours(specs: Sequence[str]) -> dict[str, Behaviour]:
-    from failover.testing._fake_providers import PLATFORMS, Behaviour
+    from failover.testing.fake import PLATFORMS, Behaviour
 
     behaviours: dict[str, Behaviour] = {}
     for spec in specs:
@@ -316,7 +316,7 @@ def _parse_behaviours(specs: Sequence[str]) -> dict[str, Behaviour]:
 
 def _fake_providers(args: argparse.Namespace) -> int:
     _require(["h11"], "http", "failover fake-providers")
-    from failover.testing._fake_providers import PLATFORMS, FakeProviderServer
+    from failover.testing.fake import PLATFORMS, FakeProviderServer
 
     behaviours = _parse_behaviours(args.behaviour)
 
