@@ -18,7 +18,7 @@ import pytest
 
 from failover import Classification, ErrorKind, classify
 from failover.testing import Behaviour, FakeProviderServer
-from failover.testing._fake_providers import OPENAI_COMPATIBLE_PLATFORMS, PLATFORMS
+from failover.testing.fake import OPENAI_COMPATIBLE_PLATFORMS, PLATFORMS
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from failover.testing._fake_providers import (
+from failover.testing.fake import (
     OPENAI_COMPATIBLE_PLATFORMS,
     PLATFORMS,
     Behaviour,

@@ -170,9 +170,9 @@ def _raises(error: BaseException) -> Any:
 def test_every_library_logger_carries_the_scrubbing_filter() -> None:
     """Filters do not propagate: each module's own logger must scrub what it logs."""
     import failover.policies.chaos
-    import failover.testing._fake_providers
+    import failover.testing.fake.server
     from failover._observe.scrub import ScrubbingFilter
 
-    for module in (failover.policies.chaos, failover.testing._fake_providers):
+    for module in (failover.policies.chaos, failover.testing.fake.server):
         filters = module.logger.filters
         assert any(isinstance(f, ScrubbingFilter) for f in filters), module.__name__

@@ -33,6 +33,7 @@ from failover._core.spec import (
     KNOWN_PLATFORMS,
     PlatformSpec,
 )
+from failover._core.version import __version__
 from failover._engine.clock import MonotonicClock
 from failover._manager import PlatformManager
 from failover.decorators import FallbackFunction, fallback
@@ -56,7 +57,6 @@ from failover.policies.timeout import AttemptTimeout
 if TYPE_CHECKING:
     from failover.policies.retry import NO_RETRY
 
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "BUILTIN_OPERATION_TYPES",

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from failover._core.version import __version__
 from failover._observe.scrub import Scrubber
 
 if TYPE_CHECKING:
@@ -292,8 +293,6 @@ class Telemetry:
             if getattr(otel_trace, "_TRACER_PROVIDER", None) is not None:
                 self._tracing_off = True  # a no-op provider was installed, for good
             return None
-        from failover import __version__
-
         tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
         if isinstance(tracer, otel_trace.NoOpTracer):
             self._tracing_off = True
@@ -308,8 +307,6 @@ class Telemetry:
             if getattr(_metrics_internal, "_METER_PROVIDER", None) is not None:
                 self._metrics_off = True
             return None
-        from failover import __version__
-
         meter = provider.get_meter(INSTRUMENTATION_NAME, __version__)
         if isinstance(meter, otel_metrics.NoOpMeter):
             self._metrics_off = True

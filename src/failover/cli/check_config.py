@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 if TYPE_CHECKING:
-    from failover._config.check import ConfigReport
+    from failover._config_report import ConfigReport
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; 0 when the config is usable, 1 when it has problems."""
-    from failover._config.check import check_config
+    from failover._config_report import check_config
 
     report: ConfigReport = anyio.run(check_config, args.file, dict(os.environ))
     if args.strict:

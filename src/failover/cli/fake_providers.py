@@ -12,7 +12,7 @@ import anyio
 from failover.cli._common import BACKENDS, CommandError, port, require, run_async
 
 if TYPE_CHECKING:
-    from failover.testing._fake_providers import Behaviour
+    from failover.testing.fake import Behaviour
 
 
 def add_parser(subparsers: Any) -> None:
@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; 0 then, or one clear line when the address is taken."""
     require(["h11"], "http", "failover fake-providers")
-    from failover.testing._fake_providers import PLATFORMS, FakeProviderServer
+    from failover.testing.fake import PLATFORMS, FakeProviderServer
 
     behaviours = _parse_behaviours(args.behaviour)
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse_behaviours(specs: Sequence[str]) -> dict[str, Behaviour]:
-    from failover.testing._fake_providers import PLATFORMS, Behaviour
+    from failover.testing.fake import PLATFORMS, Behaviour
 
     behaviours: dict[str, Behaviour] = {}
     for spec in specs:

@@ -13,6 +13,7 @@ for text generation.
 
 from __future__ import annotations
 
+from failover._core.classify import ErrorBody, classify_body, parse_error_body
 from failover.http._adapters import (
     ANTHROPIC_BASE_URLS,
     OPENAI_COMPATIBLE_BASE_URLS,
@@ -21,12 +22,9 @@ from failover.http._adapters import (
 )
 from failover.http._base import DEFAULT_LIMITS, DEFAULT_TIMEOUT, ChatAdapter, InvalidArgument
 from failover.http._classify import (
-    ErrorBody,
-    classify_body,
     classify_http,
     classify_response,
     error_from_body,
-    parse_error_body,
     raise_for_provider_status,
     to_provider_error,
 )

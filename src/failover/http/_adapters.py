@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Unpack
 
+from failover._core.classify import parse_error_body
 from failover._core.errors import Transient
 from failover._core.spec import PlatformSpec
 from failover.http._base import (
@@ -17,7 +18,7 @@ from failover.http._base import (
     Message,
     optional_int,
 )
-from failover.http._classify import error_from_body, parse_error_body
+from failover.http._classify import error_from_body
 from failover.http._result import TextResult
 from failover.http._streaming import ServerSentEvent
 

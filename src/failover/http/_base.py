@@ -13,16 +13,11 @@ import anyio
 import httpx
 
 from failover._core import validate
+from failover._core.classify import parse_error_body, retry_after_of
 from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
-from failover.http._classify import (
-    error_from_body,
-    parse_error_body,
-    read_error_body,
-    retry_after_of,
-    to_provider_error,
-)
+from failover.http._classify import error_from_body, read_error_body, to_provider_error
 from failover.http._result import TextResult, record_on_span
 from failover.http._streaming import StreamDecoder, TextStream
 

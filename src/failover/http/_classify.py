@@ -1,25 +1,32 @@
-"""httpx errors and responses -> failover's error kinds and exceptions.
+"""httpx errors and responses -> failover's error kinds and exceptions: the httpx adapter.
 
-The decisions are :func:`failover._core.classify.classify_status`'s (status code plus body words);
-this module reads what an httpx response carries so that function sees the right words: the
-provider's error code, type and message from the JSON body shapes providers really send, and
-the wait from ``Retry-After``, ``retry-after-ms`` or Gemini's ``RetryInfo``. A few structured
-facts a word list cannot see (Gemini's ``API_KEY_INVALID`` arrives as a 400) are read here.
+The decisions, the provider body dialects and ``Retry-After`` are the core's
+(:mod:`failover._core.classify`), which reads httpx's errors by duck typing and needs none of
+this module. What is here needs httpx itself: its response and exception classes
+(:func:`classify_response`, :func:`classify_http`, :func:`to_provider_error`), reading a
+streamed error body (:func:`read_error_body`, :class:`BodyReader`, the
+:func:`raise_for_provider_status` hook), and the exceptions' short, scrubbed text.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 import anyio
 import httpx
 
-from failover._core.classify import Classification, ErrorKind, classify_status, parse_retry_after
+from failover._core.classify import (
+    MAX_ERROR_BODY_BYTES,
+    Classification,
+    ErrorBody,
+    ErrorKind,
+    classify_answer,
+    classify_body,
+    parse_error_body,
+    retry_after_of,
+)
 from failover._core.errors import (
     AuthFailed,
     BadRequest,
@@ -30,156 +37,23 @@ from failover._core.errors import (
 )
 from failover._observe.scrub import Scrubber
 
-#: Error bodies are read up to this many bytes; the rest is dropped unread.
-MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 #: Longest provider message kept in an exception's text.
 MAX_MESSAGE_CHARS: Final = 200
 
 _DEFAULT_SCRUB: Final = Scrubber()
 
-# The status an error *type* arrives with, for errors that come without one: an error event
-# in the middle of a server-sent-events stream (Anthropic's ``event: error``, OpenAI's
-# ``data: {"error": ...}``).
-_STATUS_OF_TYPE: Final = {
-    "overloaded_error": 529,
-    "api_error": 500,
-    "server_error": 500,
-    "rate_limit_error": 429,
-    "rate_limit_exceeded": 429,
-    "insufficient_quota": 429,
-    "authentication_error": 401,
-    "invalid_api_key": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "invalid_request_error": 400,
-}
-_GOOGLE_RETRY_DELAY: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
-_TAG: Final = re.compile(r"<[^>]*>")
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorBody:
-    """What a provider's error body says: its codes (type, code, status, name, reason) and
-    its human message. Both empty when the body is not a known JSON shape."""
-
-    codes: tuple[str, ...] = ()
-    message: str = ""
-    retry_delay: float | None = None
-
-    def text(self) -> str:
-        """Lower-cased words for :func:`classify_status`."""
-        return " ".join((*self.codes, self.message)).lower()
-
-
-def parse_error_body(content: bytes | str) -> ErrorBody:
-    """Read the error shapes of OpenAI-compatible APIs, Anthropic, Gemini, Stability,
-    Replicate and FAL (see docs/providers.md); anything else gives its raw text as message."""
-    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
-    text = text[:MAX_ERROR_BODY_BYTES]
-    try:
-        data = json.loads(text)
-    except ValueError:
-        if text.lstrip().startswith("<"):  # a gateway's HTML page: keep its words
-            text = _TAG.sub(" ", text)
-        return ErrorBody(message=" ".join(text.split())[:4096])
-    if isinstance(data, list) and data and isinstance(data[0], Mapping):
-        data = data[0]  # Gemini's OpenAI-compatible endpoint wraps its error in a list
-    if not isinstance(data, Mapping):
-        return ErrorBody(message=str(data)[:4096])
-    codes: list[str] = []
-    messages: list[str] = []
-    retry_delay: float | None = None
-    error = data.get("error")
-    if isinstance(error, Mapping):
-        # OpenAI {"error": {message, type, param, code}}, Anthropic {"type": "error",
-        # "error": {type, message}}, Gemini {"error": {code, message, status, details}}.
-        _add_codes(codes, error, ("type", "code", "status"))
-        _add_message(messages, error.get("message"))
-        details = error.get("details")
-        if isinstance(details, list):
-            for detail in details:
-                if not isinstance(detail, Mapping):
-                    continue
-                _add_codes(codes, detail, ("reason",))
-                delay = detail.get("retryDelay")
-                if isinstance(delay, str) and (match := _GOOGLE_RETRY_DELAY.match(delay)):
-                    retry_delay = parse_retry_after(float(match.group(1)))
-    elif isinstance(error, str):
-        _add_message(messages, error)  # xAI: {"code": "...", "error": "..."}
-    # Stability {"name", "errors": [...]}, Replicate {"title", "detail"}, FAL {"detail"},
-    # and plain {"message"} / {"code"} bodies.
-    _add_codes(codes, data, ("name", "title", "code"))
-    if error is None:
-        _add_codes(codes, data, ("type",))
-    errors = data.get("errors")
-    if isinstance(errors, list):
-        for item in errors:
-            _add_message(messages, item)
-    detail = data.get("detail")
-    if isinstance(detail, list):  # FastAPI validation errors: [{"loc", "msg", "type"}]
-        for item in detail:
-            if isinstance(item, Mapping):
-                _add_codes(codes, item, ("type",))
-                _add_message(messages, item.get("msg"))
-    else:
-        _add_message(messages, detail)
-    _add_message(messages, data.get("message"))
-    return ErrorBody(tuple(codes), " ".join(messages)[:4096], retry_delay)
-
-
-def _add_codes(codes: list[str], source: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-    for key in keys:
-        value = source.get(key)
-        if isinstance(value, str) and value and value not in codes and len(value) <= 100:
-            codes.append(value)
-
-
-def _add_message(messages: list[str], value: object) -> None:
-    if isinstance(value, str) and value.strip():
-        messages.append(" ".join(value.split()))
-
-
-def retry_after_of(headers: httpx.Headers | Mapping[str, str]) -> float | None:
-    """The provider's wait hint in seconds: ``retry-after-ms`` (OpenAI, more precise), else
-    ``Retry-After`` (seconds or an HTTP date); capped by :func:`parse_retry_after`."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds is not None:
-        try:
-            return parse_retry_after(float(milliseconds) / 1000.0)
-        except ValueError:
-            pass
-    return parse_retry_after(headers.get("retry-after"))
-
-
-def classify_body(
-    status: int | None, body: ErrorBody, retry_after: float | None = None
-) -> Classification:
-    """Classify a provider error from its status (``None`` for an error event inside a
-    stream, which is then inferred from the error type) and its parsed body."""
-    codes = {code.lower() for code in body.codes}
-    if status is None:
-        status = next((_STATUS_OF_TYPE[c] for c in codes if c in _STATUS_OF_TYPE), 500)
-    if retry_after is None:
-        retry_after = body.retry_delay
-    if "api_key_invalid" in codes:  # Gemini answers a bad key with 400 INVALID_ARGUMENT
-        return Classification(ErrorKind.AUTH, status_code=status)
-    if status == 429 and body.retry_delay is not None and "insufficient_quota" not in codes:
-        # Gemini's per-minute and per-day quotas say "exceeded your current quota ...
-        # billing" but come with a RetryInfo delay: a wait, not an empty account.
-        return Classification(ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status)
-    return classify_status(status, body.text(), retry_after)
-
 
 def classify_response(response: httpx.Response) -> Classification:
     """Classify a finished (non-2xx) response. Its body is used if it was read."""
+    return classify_answer(response.status_code, response.headers, _content_read(response))
+
+
+def _content_read(response: httpx.Response) -> bytes:
+    """The body if it was read, else ``b""`` (a streamed response nobody read)."""
     try:
-        content = response.content
+        return response.content
     except httpx.ResponseNotRead:
-        content = b""
-    return classify_body(
-        response.status_code, parse_error_body(content), retry_after_of(response.headers)
-    )
+        return b""
 
 
 def classify_http(exc: BaseException) -> Classification | None:
@@ -248,12 +122,11 @@ def to_provider_error(
     if isinstance(error, httpx.HTTPStatusError):
         error = error.response
     if isinstance(error, httpx.Response):
-        try:
-            content = error.content
-        except httpx.ResponseNotRead:
-            content = b""
         return error_from_body(
-            error.status_code, parse_error_body(content), retry_after_of(error.headers), scrub
+            error.status_code,
+            parse_error_body(_content_read(error)),
+            retry_after_of(error.headers),
+            scrub,
         )
     if isinstance(error, httpx.TimeoutException):
         return Transient(f"timeout ({type(error).__name__})", status_code=None)

@@ -25,7 +25,7 @@ from failover._core.spec import PlatformSpec
 from failover.policies.retry import set_testing_attempts
 
 if TYPE_CHECKING:
-    from failover.testing._fake_providers import Behaviour, FakeProviderServer
+    from failover.testing.fake import Behaviour, FakeProviderServer
 
 __all__ = [
     "Behaviour",
@@ -145,7 +145,7 @@ class ScriptedOperation:
 
 def __getattr__(name: str) -> Callable[..., Any] | type:
     if name in ("FakeProviderServer", "Behaviour"):
-        from failover.testing import _fake_providers
+        from failover.testing import fake
 
-        return getattr(_fake_providers, name)  # type: ignore[no-any-return]
+        return getattr(fake, name)  # type: ignore[no-any-return]
     raise AttributeError(f"module 'failover.testing' has no attribute {name!r}")

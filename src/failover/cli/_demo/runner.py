@@ -30,7 +30,7 @@ from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
 from failover._manager import PlatformManager
 from failover.cli._demo.clients import DemoClients, sample_image
 from failover.cli._demo.scenarios import SCENARIOS, Phase, Scenario
-from failover.testing._fake_providers import FakeProviderServer
+from failover.testing.fake import FakeProviderServer
 
 CONFIG_RESOURCE: Final = "demo.toml"
 #: What :class:`SwitchTracker` reports as the serving platform while requests fail.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from failover.testing._fake_providers import Behaviour
+from failover.testing.fake import Behaviour
 
 
 def _healthy(latency: float) -> Behaviour:
