@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from failover._core.errors import ConfigError
 from failover.policies.base import HOOKS, CallView, PairView, PlatformRun, Strategy
 from failover.policies.bulkhead import BulkheadStrategy
 from failover.policies.chaos import ChaosStrategy
@@ -148,11 +149,13 @@ def register(name: str, factory: Factory, *, before: str) -> None:
     built before the call are unaffected.
     """
     if not isinstance(name, str) or not name or name in ORDER:
-        raise ValueError(f"strategy name must be a new, non-empty string, got {name!r}")
+        raise ConfigError(
+            f"strategy name must be a new, non-empty string, got {name!r}", key="name"
+        )
     if before not in ORDER:
-        raise ValueError(f"before must be one of {', '.join(ORDER)}, got {before!r}")
+        raise ConfigError(f"before must be one of {', '.join(ORDER)}, got {before!r}", key="before")
     if not callable(factory):
-        raise TypeError(f"factory must be callable, got {factory!r}")
+        raise ConfigError(f"factory must be callable, got {factory!r}", key="factory")
     items = list(ORDER.items())
     index = [key for key, _ in items].index(before)
     items.insert(index, (name, factory))
@@ -163,7 +166,7 @@ def register(name: str, factory: Factory, *, before: str) -> None:
 def unregister(name: str) -> None:
     """Remove a strategy added with :func:`register`."""
     if name in _BUILT_IN:
-        raise ValueError(f"{name!r} is built in and cannot be removed")
+        raise ConfigError(f"{name!r} is built in and cannot be removed", key="name")
     ORDER.pop(name, None)
 
 
