@@ -275,16 +275,9 @@ class PlatformManager:
         route = self._routes.get(operation) or self._route(operation)
         return await start(self._book, route, operation_func, args, kwargs, context)
 
-    def _start_call(
-        self,
-        operation: str,
-        operation_func: Callable[..., Any],
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-    ) -> Awaitable[tuple[Any, PlatformSpec]]:
-        """The chain's coroutine for one call, for ``@fallback`` (one coroutine frame less)."""
-        route = self._routes.get(operation) or self._route(operation)
-        return start(self._book, route, operation_func, args, kwargs, None)
+    def _call_path(self, operation: str) -> tuple[Book, Route]:
+        """What ``@fallback`` hands the engine for ``operation`` (it keeps them between calls)."""
+        return self._book, self._route(operation)
 
     async def report_success(
         self, spec: PlatformSpec, operation: str, response_time: float | None = None

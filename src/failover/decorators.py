@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec, check_operation_name
+from failover._engine.drive_async import start
 
 if TYPE_CHECKING:
+    from failover._engine.book import Book
+    from failover._engine.route import Route
     from failover._manager import PlatformManager
 
 P = ParamSpec("P")
@@ -91,6 +94,10 @@ class FallbackFunction(Generic[P, R]):
         self.__wrapped__ = func
         self._manager = manager
         self._implementations: dict[str, PlatformFunction[P, R]] = {}
+        #: What a call runs: the function, or the dispatcher once implementations exist.
+        self._target: Callable[..., Any] = func
+        #: (manager, its book, the operation's route) from the last call: looked up once.
+        self._bound: tuple[PlatformManager, Book, Route] | None = None
         functools.update_wrapper(self, func)
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
@@ -107,19 +114,17 @@ class FallbackFunction(Generic[P, R]):
         manager = self._manager
         if manager is None:
             manager = _process_default()
-        # The manager's chain directly, not with_fallback: one coroutine frame less per call.
-        result, _ = await manager._start_call(
-            self.operation,
-            self._dispatch if self._implementations else self.__wrapped__,
-            args,
-            kwargs,
-        )
+        bound = self._bound
+        if bound is None or bound[0] is not manager:
+            bound = self._bound = (manager, *manager._call_path(self.operation))
+        # The engine directly, not with_fallback: one coroutine frame less per call.
+        result, _ = await start(bound[1], bound[2], self._target, args, kwargs, None)
         return result  # type: ignore[no-any-return]
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
-        target = self._dispatch if self._implementations else self.__wrapped__
-        return await self.manager._start_call(self.operation, target, args, kwargs)
+        book, route = self.manager._call_path(self.operation)
+        return await start(book, route, self._target, args, kwargs, None)
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Awaitable[R]:
         implementation = self._implementations.get(platform.name, self.__wrapped__)
@@ -149,6 +154,7 @@ class FallbackFunction(Generic[P, R]):
                     key=name,
                 )
             self._implementations[name] = func
+            self._target = self._dispatch
             return func
 
         return register

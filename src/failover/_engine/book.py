@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from failover._core.breaker import Permit
+from failover._core.breaker import CLOSED_PERMIT, Permit
 from failover._core.classify import Classification, ErrorKind
 from failover._core.errors import Attempt
 from failover._core.kinds import Outcome, SkipReason
@@ -52,10 +52,12 @@ class EngineSettings:
 class Book:
     """Records outcomes and applies their consequences; one per manager, no per-call state."""
 
-    __slots__ = ("clock", "fleet", "settings", "telemetry")
+    __slots__ = ("clock", "fleet", "monitoring", "settings", "telemetry")
 
     def __init__(self, settings: EngineSettings, clock: Clock, telemetry: Telemetry) -> None:
         self.settings = settings
+        #: ``settings.monitoring_enabled``, read on every success.
+        self.monitoring = settings.monitoring_enabled
         self.clock = clock
         self.telemetry = telemetry
         #: Set by the manager when state is shared across processes (probe leases, cool-downs).
@@ -235,6 +237,16 @@ class Book:
                     instruments.attempt_duration.record(duration, attributes)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
+
+    def ready_success(self, pair: Pair, duration: float, now: float) -> None:
+        """A success on a pair that was ready (closed, nothing cooling) while nobody records
+        spans or metrics: :meth:`succeeded` without what cannot apply (the fast path)."""
+        breaker = pair.breaker
+        if breaker.consecutive_failures:  # a success ends the streak
+            breaker.on_success(CLOSED_PERMIT)
+            pair.record_failure_counters()
+        if self.monitoring:
+            pair.stats.record_success(now, duration, pair.spec.estimated_cost)
 
     def failed(
         self, pair: Pair, permit: Permit | None, verdict: Classification, duration: float | None

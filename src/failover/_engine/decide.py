@@ -9,7 +9,6 @@ asking the fleet for a probe lease.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -129,8 +128,12 @@ def after_failure(
 
 def selected(operation: str, pair: Pair) -> None:
     """Log the platform a call is about to try (DEBUG, as the old manager's selection line)."""
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("Selected platform %s (%s) for %s", pair.spec.name, pair.spec.model, operation)
+    logger.debug("Selected platform %s (%s) for %s", pair.spec.name, pair.spec.model, operation)
+
+
+def completed(operation: str, pair: Pair) -> None:
+    """Log the platform that answered (DEBUG, as the old manager's completion line)."""
+    logger.debug("Completed %s using %s", operation, pair.spec.name)
 
 
 def give_up(call: Call, reason: str | None) -> AllPlatformsFailed:

@@ -210,6 +210,7 @@ class Telemetry:
         "_explicit_tracer_provider",
         "_instruments",
         "_metrics_off",
+        "_peek_both",
         "_peek_meter",
         "_peek_tracer",
         "_tracer",
@@ -239,6 +240,7 @@ class Telemetry:
         # Whether reading the API's global is enough to know that nobody listens.
         self._peek_tracer = _PEEK_TRACER_PROVIDER and tracer_provider is None
         self._peek_meter = _PEEK_METER_PROVIDER and meter_provider is None
+        self._peek_both = enabled and self._peek_tracer and self._peek_meter
 
     def quiet(self) -> bool:
         """``True`` when a call would record nothing: no tracer and no instruments.
@@ -248,7 +250,15 @@ class Telemetry:
         """
         if self._tracer is not None or self._instruments is not None:
             return False
-        if _trace_peek is None:
+        peek = _trace_peek
+        if (
+            self._peek_both
+            and peek is not None
+            and peek._TRACER_PROVIDER is None
+            and _meter_peek._METER_PROVIDER is None
+        ):
+            return True  # the default: API imported, no provider installed
+        if peek is None:
             if self._tracing_off and self._metrics_off:
                 return True  # monitoring off: no need to look for the API
             if not _api_imported():

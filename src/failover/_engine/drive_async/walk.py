@@ -14,6 +14,7 @@ given back and the exception re-raised unchanged.
 from __future__ import annotations
 
 import math
+from logging import DEBUG
 from collections.abc import Awaitable, Mapping, Sequence
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from failover._core.classify import classify
 from failover._core.kinds import Outcome, SkipReason
 from failover._engine import decide
 from failover._engine.call import Call, Operation, Run
+from failover._observe.scrub import get_logger
 from failover._observe.telemetry import use_span
 from failover.policies.timeout import AttemptTimeout
 
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from failover.policies.bulkhead import Limiter
 
 Answer = tuple[Any, "PlatformSpec"]
+
+logger = get_logger("failover")
 
 
 def start(
@@ -71,7 +75,9 @@ async def _fast(
     if order:
         pair = order[0]
         if pair.ready():
-            decide.selected(route.operation, pair)
+            debug = logger.isEnabledFor(DEBUG)
+            if debug:
+                decide.selected(route.operation, pair)
             clock = book.clock
             started = clock.now()
             try:
@@ -86,7 +92,9 @@ async def _fast(
                     return answer
                 return await walk(book, call, order, begun=1)
             ended = clock.now()
-            book.succeeded(pair, CLOSED_PERMIT, ended - started, ended)
+            book.ready_success(pair, ended - started, ended)
+            if debug:
+                decide.completed(route.operation, pair)
             return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
     return await walk(book, call, order)
@@ -219,7 +227,7 @@ async def on_platform(
     already failed (the fast path's)."""
     clock = book.clock
     pipeline = call.route.pipeline
-    if failed is None:
+    if failed is None and logger.isEnabledFor(DEBUG):
         decide.selected(call.operation, pair)
     run: Run | None = None
     made = 0 if failed is None else 1
