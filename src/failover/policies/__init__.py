@@ -209,7 +209,9 @@ class Pipeline:
             strategies, "plan"
         )
         hedges = _overriding(strategies, "hedge_delay")
-        self.hedge_delay: Callable[[PairView], float | None] | None = hedges[0] if hedges else None
+        self.hedge_delay: Callable[[PairView, int], float | None] | None = (
+            hedges[0] if hedges else None
+        )
         self.admit: tuple[Callable[[CallView, PairView], str | None], ...] = _overriding(
             strategies, "admit"
         )

@@ -12,8 +12,9 @@ The hooks, in the order a call meets them:
 ``plan(call, order)``
     Which platforms to try, in what order; may record platforms it skips
     (ordering strategies, budgets).
-``hedge_delay(pair)``
-    Seconds to give ``pair`` before starting the next platform beside it (hedging).
+``hedge_delay(pair, fired)``
+    Seconds to give ``pair`` before starting the next platform beside it, ``fired`` hedges
+    having started so far in this call; ``None``: no (more) hedging (hedging).
 ``admit(call, pair)``
     A reason to pass ``pair`` over now, or ``None`` (checked after the breaker admitted it).
 ``slot(pair)``
@@ -131,7 +132,7 @@ class Strategy:
     def plan(self, call: CallView, order: Sequence[Any]) -> Sequence[Any]:
         return order
 
-    def hedge_delay(self, pair: PairView) -> float | None:
+    def hedge_delay(self, pair: PairView, fired: int) -> float | None:
         return None
 
     def admit(self, call: CallView, pair: PairView) -> str | None:

@@ -79,5 +79,7 @@ class HedgeStrategy(Strategy):
     def __init__(self, hedge: Hedge) -> None:
         self.hedge = hedge
 
-    def hedge_delay(self, pair: PairView) -> float | None:
+    def hedge_delay(self, pair: PairView, fired: int) -> float | None:
+        if fired >= self.hedge.max_hedges:
+            return None
         return self.hedge.delay_for(pair)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from failover._engine import decide
 from failover._engine.drive_async.walk import admit, on_platform
@@ -59,6 +60,9 @@ class _Race:
     def __init__(self, book: Book, call: Call, order: Sequence[Pair]) -> None:
         self.book = book
         self.call = call
+        self.hedges = 0
+        self.last_start = book.clock.now()
+        self.last_pair: Pair | None = None
         self.pending = list(reversed(order))  # pop() takes the next platform
         self.hedge_func: Operation | None = None  # made when the first hedge starts
         self.running = 0
@@ -100,6 +104,51 @@ class _Race:
             self.book.skipped(self.call, pair, skip)
         return None
 
+    async def run(
+        self, lanes: anyio.abc.TaskGroup, hedge_delay: Callable[[Pair, int], float | None]
+    ) -> None:
+        """Keep the lanes going until one answers, a request fault ends the call, or no
+        platform is left: a lane starts at once when one fails, and one more each time the
+        newest has run ``hedge_delay`` without an answer (while it gives one)."""
+        clock = self.book.clock
+        target = 1  # lanes that should be running: 1 + hedges fired
+        while not self.winner and not self.fatal:
+            self.fill(lanes, target)
+            if self.running == 0:
+                return
+            self.changed = anyio.Event()
+            assert self.last_pair is not None
+            delay = hedge_delay(self.last_pair, self.hedges) if self.may_start() else None
+            if delay is None:
+                await self.changed.wait()
+                continue
+            with clock.cancel_scope(max(self.last_start + delay - clock.now(), 0.0)):
+                await self.changed.wait()
+            if not self.changed.is_set():
+                self.hedges += 1
+                target += 1
+
+    def may_start(self) -> bool:
+        """Whether another lane may start: platforms left, attempts left, fallback on."""
+        settings = self.book.settings
+        return (
+            bool(self.pending)
+            and self.started < settings.max_attempts
+            and (not self.started or settings.fallback_enabled)
+        )
+
+    def fill(self, lanes: anyio.abc.TaskGroup, target: int) -> None:
+        """Start lanes until ``target`` run (or none may start)."""
+        while self.running < target and self.may_start():
+            pair = self.next_usable()
+            if pair is None:
+                return
+            func = self.lane_func()
+            self.running += 1
+            self.started += 1
+            self.last_start, self.last_pair = self.book.clock.now(), pair
+            lanes.start_soon(self.lane, pair, func)
+
     def lane_func(self) -> Operation:
         if not self.running:
             return self.call.func
@@ -112,54 +161,15 @@ async def race(
     book: Book,
     call: Call,
     order: Sequence[Pair],
-    hedge_delay: Callable[[Pair], float | None],
+    hedge_delay: Callable[[Pair, int], float | None],
 ) -> Answer:
     """Race the platforms of ``order``, hedging after ``hedge_delay(pair)`` seconds."""
-    settings = book.settings
-    clock = book.clock
-    hedge = call.route.pipeline.hedge_delay.__self__.hedge  # type: ignore[union-attr]
     state = _Race(book, call, order)
-    hedges = 0
-    target = 1  # lanes that should be running: 1 + hedges fired
-    last_start = clock.now()
-    last_pair: Pair | None = None
     async with anyio.create_task_group() as lanes:
-        while not state.winner and not state.fatal:
-            while state.running < target and state.started < settings.max_attempts:
-                if state.started and not settings.fallback_enabled:
-                    break
-                pair = state.next_usable()
-                if pair is None:
-                    break
-                func = state.lane_func()
-                state.running += 1
-                state.started += 1
-                last_start, last_pair = clock.now(), pair
-                lanes.start_soon(state.lane, pair, func)
-            if state.running == 0:
-                break
-            state.changed = anyio.Event()
-            can_hedge = (
-                hedges < hedge.max_hedges
-                and bool(state.pending)
-                and state.started < settings.max_attempts
-                and settings.fallback_enabled
-                and last_pair is not None
-            )
-            if not can_hedge:
-                await state.changed.wait()
-                continue
-            assert last_pair is not None
-            delay = hedge_delay(last_pair) or 0.0
-            with clock.cancel_scope(max(last_start + delay - clock.now(), 0.0)):
-                await state.changed.wait()
-            if not state.changed.is_set():
-                hedges += 1
-                target += 1
+        await state.run(lanes, hedge_delay)
         lanes.cancel_scope.cancel()
-
     if call.span is not None:
-        call.span.set_attribute("failover.hedges", hedges)
+        call.span.set_attribute("failover.hedges", state.hedges)
     # An answer that arrived with a request fault of another lane still answers the call.
     if state.fatal and not state.winner:
         raise state.fatal[0]
@@ -170,7 +180,8 @@ async def race(
         from failover._engine.drive_async.last_resort import last_resort
 
         return await last_resort(book, call, order, route.last_resort)
+    max_attempts = book.settings.max_attempts
     reason = None
-    if state.started >= settings.max_attempts and state.pending:
-        reason = f"max_attempts={settings.max_attempts} reached"
+    if state.started >= max_attempts and state.pending:
+        reason = f"max_attempts={max_attempts} reached"
     raise decide.give_up(call, reason)

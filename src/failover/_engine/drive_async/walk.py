@@ -14,8 +14,8 @@ given back and the exception re-raised unchanged.
 from __future__ import annotations
 
 import math
-from logging import DEBUG
 from collections.abc import Awaitable, Mapping, Sequence
+from logging import DEBUG
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
