@@ -42,7 +42,7 @@ def test_plan_is_frozen_and_holds_checked_values() -> None:
         made.cache_ttl_seconds = 1  # type: ignore[misc]
     assert made.cache_ttl_seconds == 120.0
     assert made.breaker.reset_timeout == 120.0
-    assert made.chain.auth_cooldown_seconds == 480.0
+    assert made.engine.auth_cooldown_seconds == 480.0
     assert [spec.name for spec in made.specs[TEXT]] == ["groq", "openai"]
     assert made.operation_policies[TEXT].deadline == 30
     assert made.api_key_envs == {"GROQ_API_KEY", "OPENAI_API_KEY", "STABILITY_API_KEY"}

@@ -352,7 +352,7 @@ class BreakerMachine(RuleBasedStateMachine):
             clock=self.clock,
             environ={},
         )
-        self.chain = self.manager._book
+        self.book = self.manager._book
         self.model = Model(config)
         note(f"config: {config}")
 
@@ -397,7 +397,7 @@ class BreakerMachine(RuleBasedStateMachine):
         item = self.take(index)
         if item is None:
             return
-        self.chain.succeeded(self.pair(item.key), item.permit, duration)
+        self.book.succeeded(self.pair(item.key), item.permit, duration)
         self.model.succeeded(item.key, item.probe, by_hand=False)
 
     @rule(
@@ -413,7 +413,7 @@ class BreakerMachine(RuleBasedStateMachine):
         if item is None:
             return
         verdict = Classification(kind, retry_after=retry_after)
-        self.chain.failed(self.pair(item.key), item.permit, verdict, duration)
+        self.book.failed(self.pair(item.key), item.permit, verdict, duration)
         self.model.failed(item.key, item.probe, False, kind, retry_after)
 
     @rule(index=st.integers(min_value=0))
@@ -427,7 +427,7 @@ class BreakerMachine(RuleBasedStateMachine):
     # outcomes reported by hand (the old manual flow)
     @rule(key=pair_keys, duration=durations)
     def report_success(self, key: tuple[str, str], duration: float | None) -> None:
-        self.chain.succeeded(self.pair(key), None, duration)
+        self.book.succeeded(self.pair(key), None, duration)
         self.model.succeeded(key, None, by_hand=True)
 
     @rule(
@@ -439,7 +439,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self, key: tuple[str, str], kind: ErrorKind, retry_after: float | None
     ) -> None:
         verdict = Classification(kind, retry_after=retry_after)
-        self.chain.failed(self.pair(key), None, verdict, None)
+        self.book.failed(self.pair(key), None, verdict, None)
         self.model.failed(key, None, True, kind, retry_after)
 
     # time

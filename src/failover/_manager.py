@@ -1,4 +1,4 @@
-"""PlatformManager: the pinned API (DESIGN §1) over routes, chain, health and telemetry."""
+"""PlatformManager: the pinned API (DESIGN §1) over routes, the engine, health and telemetry."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ class PlatformManager:
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
         )
-        self._book = Book(plan.chain, self.clock, self._telemetry)
+        self._book = Book(plan.engine, self.clock, self._telemetry)
         built = build_routes(plan, self._transition_listener)
         self._platforms, self._pairs, self._routes = built.platforms, built.pairs, built.routes
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))

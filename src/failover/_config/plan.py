@@ -42,7 +42,7 @@ class ManagerPlan:
     cost_optimization: bool
     monitoring_enabled: bool
     breaker: BreakerSettings
-    chain: EngineSettings
+    engine: EngineSettings
     #: operation -> its platforms in priority order
     specs: Mapping[str, Sequence[PlatformSpec]]
     #: operation -> the manager-wide policy merged with the operation's own
@@ -96,7 +96,7 @@ def make_plan(
     chaos: Chaos | Sequence[Chaos] | None,
 ) -> ManagerPlan:
     """Check every argument of ``PlatformManager(...)`` (see its signature) into a plan."""
-    chain = chain_settings(
+    engine = engine_settings(
         cache_ttl_seconds,
         failure_threshold,
         max_attempts,
@@ -109,7 +109,7 @@ def make_plan(
         rate_limit_max_seconds,
         continue_on,
     )
-    ttl = chain.cooldown_seconds
+    ttl = engine.cooldown_seconds
     if policy is not None and not isinstance(policy, Policy):
         raise ConfigError(f"policy must be a failover.Policy, got {policy!r}", key="policy")
     if ordering is not None:
@@ -148,7 +148,7 @@ def make_plan(
         cost_optimization=cost_optimization,
         monitoring_enabled=monitoring_enabled,
         breaker=breaker,
-        chain=chain,
+        engine=engine,
         specs=specs,
         operation_policies=merged,
         pair_policies=pair_policies(specs, merged, platform_policies),
@@ -161,7 +161,7 @@ def make_plan(
     )
 
 
-def chain_settings(
+def engine_settings(
     cache_ttl_seconds: object,
     failure_threshold: object,
     max_attempts: object,
@@ -170,7 +170,7 @@ def chain_settings(
     rate_limit_max_seconds: object,
     continue_on: object,
 ) -> EngineSettings:
-    """The chain's settings; ``failure_threshold`` is checked here too, for the error order."""
+    """The engine's settings; ``failure_threshold`` is checked here too, for the error order."""
     ttl = validate.number("cache_ttl_seconds", cache_ttl_seconds, above=0, bare_type_error=True)
     validate.integer("failure_threshold", failure_threshold, at_least=1, bare_type_error=True)
     attempts = validate.integer("max_attempts", max_attempts, at_least=1, bare_type_error=True)

@@ -1,7 +1,7 @@
 """The per-pair circuit breaker: a pure state machine driven by an injected clock.
 
 No I/O and no event loop: :class:`PairBreaker` decides admission and records outcomes; the
-chain (async) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
+engine (its async driver) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
 inspect it, attach listeners and call ``open()``/``close()`` (``failover._engine.mirror``, built on
 first use), but no call ever goes through pybreaker's ``call()``.
 
