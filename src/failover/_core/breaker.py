@@ -1,9 +1,9 @@
 """The per-pair circuit breaker: a pure state machine driven by an injected clock.
 
 No I/O and no event loop: :class:`PairBreaker` decides admission and records outcomes; the
-engine (its async driver) only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users can
-inspect it, attach listeners and call ``open()``/``close()`` (``failover._engine.mirror``, built on
-first use), but no call ever goes through pybreaker's ``call()``.
+engine's driver only sequences it. A ``pybreaker.CircuitBreaker`` mirrors its state so users
+can inspect it, attach listeners and call ``open()``/``close()`` (``failover._engine.mirror``,
+built on first use), but no call ever goes through pybreaker's ``call()``.
 
 States: closed -> open after ``failure_threshold`` consecutive failures -> half-open once the
 open duration has passed, admitting at most ``half_open_max_calls`` probes, each holding a
