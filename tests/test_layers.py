@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,25 @@ def imported_modules_of_text(text: str) -> Iterator[str]:
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ImportFrom) and node.module:
             yield node.module
+
+
+def test_the_core_loads_alone() -> None:
+    """The pure core runs without the rest: loaded under a bare ``failover`` package (so the
+    package's ``__init__`` does not pull in everything), it brings no third-party module."""
+    script = (
+        "import sys, types\n"
+        f"package = types.ModuleType('failover'); package.__path__ = [{str(PACKAGE)!r}]\n"
+        "sys.modules['failover'] = package\n"
+        "before = set(sys.modules)\n"
+        "import failover._core.breaker, failover._core.pair, failover._core.classify\n"
+        "import failover._core.validate, failover._core.kinds, failover._core.health\n"
+        "new = sorted(set(sys.modules) - before)\n"
+        "print(' '.join(name for name in new if name.split('.')[0] != 'failover'"
+        " and name.split('.')[0] not in sys.stdlib_module_names))\n"
+        "print(len([name for name in new if name.startswith('failover.')]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == ""  # no third-party module
+    assert 0 < int(out[1]) <= 20  # the core's own modules only
