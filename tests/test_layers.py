@@ -136,7 +136,8 @@ def test_only_the_cli_imports_the_cli() -> None:
 
 def test_the_decisions_never_await_nor_import_anyio() -> None:
     """The engine's decisions are driver-neutral: a synchronous driver can run them too."""
-    for name in ("_engine/decide.py", "_engine/book.py", "_engine/call.py", "_engine/route.py"):
+    neutral = ("decide", "book", "call", "route", "walk", "resort", "effects")
+    for name in (f"_engine/{module}.py" for module in neutral):
         path = PACKAGE / name
         tree = ast.parse(path.read_text(encoding="utf-8"))
         awaits = [

@@ -167,6 +167,7 @@ async def test_a_hung_probe_loses_its_lease_and_exactly_one_of_1000_callers_prob
 
 HOT_MODULES = (
     "_engine/drive_async/walk.py",
+    "_engine/walk.py",
     "_engine/decide.py",
     "_engine/book.py",
     "_engine/call.py",

@@ -19,7 +19,8 @@ import anyio
 import anyio.abc
 
 from failover._engine import decide
-from failover._engine.drive_async.walk import admit, on_platform
+from failover._engine.drive_async.walk import drive
+from failover._engine.walk import lane
 from failover._observe.telemetry import current_recording_span
 
 if TYPE_CHECKING:
@@ -75,10 +76,8 @@ class _Race:
         try:
             answer: Answer | int = 0
             # Lanes share the call's attempt budget: a lane starting after it is spent is idle.
-            spent = self.call.tries >= self.book.settings.max_attempts
-            permit = None if spent else await admit(self.book, self.call, pair)
-            if permit is not None:
-                answer = await on_platform(self.book, self.call, pair, permit, func=func)
+            if self.call.tries < self.book.settings.max_attempts:
+                answer = await drive(self.book, self.call, lane(self.book, self.call, pair, func))
         except Exception as exc:
             self.fatal.append(exc)  # the request's own fault: the whole call ends with it
         else:
@@ -177,9 +176,10 @@ async def race(
         return state.winner[0]
     route = call.route
     if not state.started and route.pairs and route.last_resort is not None:
-        from failover._engine.drive_async.last_resort import last_resort
+        from failover._engine.resort import last_resort
 
-        return await last_resort(book, call, order, route.last_resort)
+        answer: Answer = await drive(book, call, last_resort(book, call, order, route.last_resort))
+        return answer
     max_attempts = book.settings.max_attempts
     reason = None
     if state.started >= max_attempts and state.pending:

@@ -1,14 +1,10 @@
-"""The async walk: platform after platform, attempt after attempt, until one answers.
+"""The async driver's call: the fast path, the observed call, and the effects the walk asks for.
 
-Each function here handles one layer and says which (as httpx's ``send`` chain does):
 :func:`start` picks the path (the quiet fast path, or the observed call with its span and
-metrics), :func:`run` orders the platforms and hands them to the walk (or to hedging),
-:func:`walk` goes down the order, :func:`on_platform` makes a platform's attempts (retries
-included), :func:`attempt` runs one inside its timeout and attempt span. Every decision is
-:mod:`failover._engine.decide`'s; everything recorded goes through the call's book.
-
-Cancellation from the caller is never counted, never retried, never converted: the permit is
-given back and the exception re-raised unchanged.
+metrics); :func:`run` orders the platforms and hands them to the walk
+(:mod:`failover._engine.walk`) or to hedging; :func:`drive` runs a walk, executing each effect
+it yields by awaiting: the operation inside its timeout and attempt span (:func:`attempt`), a
+retry's sleep, a bulkhead slot (:func:`acquire_slot`), the fleet's probe lease.
 """
 
 from __future__ import annotations
@@ -21,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from failover._core.breaker import CLOSED_PERMIT, Permit
 from failover._core.classify import classify
-from failover._core.kinds import Outcome, SkipReason
+from failover._core.kinds import Outcome
 from failover._engine import decide
-from failover._engine.call import Call, Operation, Run
+from failover._engine.call import Call, Operation
+from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
+from failover._engine.walk import Steps, resume, walk
 from failover._observe.scrub import get_logger
 from failover._observe.telemetry import use_span
 from failover.policies.timeout import AttemptTimeout
@@ -87,17 +84,22 @@ async def _fast(
             except BaseException as exc:
                 call = Call(book, route, func, args, kwargs, context)
                 call.tries = 1
-                answer = await on_platform(book, call, pair, CLOSED_PERMIT, failed=(exc, started))
-                if type(answer) is tuple:
-                    return answer
-                return await walk(book, call, order, begun=1)
+                failed = Tried(False, exc, started, clock.now(), _cancelled(exc))
+                answer: Answer = await drive(book, call, resume(book, call, order, failed))
+                return answer
             ended = clock.now()
             book.ready_success(pair, ended - started, ended)
             if debug:
                 decide.completed(route.operation, pair)
             return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
-    return await walk(book, call, order)
+    walked: Answer = await drive(book, call, walk(book, call, order))
+    return walked
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is the caller's cancellation (or another non-``Exception``)."""
+    return not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class())
 
 
 async def _observed(
@@ -168,7 +170,7 @@ async def run(book: Book, call: Call) -> Answer:
         if pipeline is not None and pipeline.hedge_delay is not None:
             answer = await race(book, call, order, pipeline.hedge_delay)
         else:
-            answer = await walk(book, call, order)
+            answer = await drive(book, call, walk(book, call, order))
     except Exception:
         book.finish(call, None)
         raise
@@ -176,124 +178,40 @@ async def run(book: Book, call: Call) -> Answer:
     return answer
 
 
-async def walk(book: Book, call: Call, order: Sequence[Pair], *, begun: int = 0) -> Answer:
-    """Platform after platform of ``order`` (from index ``begun``, the ones before it already
-    tried), until one answers; then the last resort, or :class:`AllPlatformsFailed`."""
-    platforms = begun
-    reason: str | None = None
-    for index in range(begun, len(order)):
-        reason = decide.stop_reason(book, call, platforms)
-        if reason is not None:
-            break
-        pair = order[index]
-        permit = await admit(book, call, pair)
-        if permit is None:
-            continue
-        answer = await on_platform(book, call, pair, permit)
-        if type(answer) is tuple:
-            return answer
-        if answer:
-            platforms += 1
-    if call.tries == 0 and call.route.pairs and call.route.last_resort is not None:
-        from failover._engine.drive_async.last_resort import last_resort
-
-        return await last_resort(book, call, order, call.route.last_resort)
-    raise decide.give_up(call, reason)
-
-
-async def admit(book: Book, call: Call, pair: Pair) -> Permit | None:
-    """:func:`decide.admit`, plus the fleet's lease for a probe when state is shared."""
-    permit = decide.admit(book, call, pair)
-    if permit is None:
-        return None
-    fleet = book.fleet
-    if permit.is_probe and fleet is not None and not await fleet.acquire_probe(pair, permit):
-        book.skipped(call, pair, SkipReason.OPEN)
-        return None
-    return permit
-
-
-async def on_platform(
-    book: Book,
-    call: Call,
-    pair: Pair,
-    permit: Permit,
-    *,
-    func: Operation | None = None,
-    failed: tuple[BaseException, float] | None = None,
-) -> Answer | int:
-    """Attempts on ``pair`` until it answers (the answer) or the call moves on (how many
-    attempts were made on it: 0 when none could start). ``failed`` is a first attempt that
-    already failed (the fast path's)."""
-    clock = book.clock
-    pipeline = call.route.pipeline
-    if failed is None and logger.isEnabledFor(DEBUG):
-        decide.selected(call.operation, pair)
-    run: Run | None = None
-    made = 0 if failed is None else 1
+async def drive(book: Book, call: Call, steps: Steps) -> Any:
+    """Run a walk to its end, executing each effect it yields; what a wait raised (a
+    cancellation, a deadline) is thrown into the walk where it waited."""
+    reply: Any = None
+    error: BaseException | None = None
     while True:
-        if failed is None:
-            held = await slots(book, call, pair, permit) if pipeline and pipeline.slot else ()
-            if held is None:
-                return made
-            call.tries += 1
-            made += 1
-            started = clock.now()
-            try:
-                result = await attempt(book, call, pair, func or call.func)
-            except BaseException as exc:
-                failed = (exc, started)
+        try:
+            effect = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        reply = error = None
+        try:
+            if type(effect) is Invoke:
+                reply = await _invoke(book, call, effect)
+            elif type(effect) is Sleep:
+                await book.clock.sleep(effect.seconds)
+            elif type(effect) is Slot:
+                reply = await acquire_slot(effect.limiter, book.clock)
             else:
-                ended = clock.now()
-                book.answered(call, pair, permit, result, ended - started, ended)
-                return result, pair.spec
-            finally:
-                for limiter in held:
-                    limiter.release()
-        error, started = failed
-        failed = None
-        duration = clock.now() - started
-        if not isinstance(error, Exception) or isinstance(error, anyio.get_cancelled_exc_class()):
-            book.cancelled(call, pair, permit, duration)
-            raise error
-        if run is None:
-            run = Run(pair, started)
-        else:
-            run.attempt += 1
-        wait = decide.after_failure(book, call, run, permit, error, duration)
-        if wait is None:
-            return made
-        if wait > 0:
-            await clock.sleep(wait)
-        readmitted = await admit(book, call, pair)
-        if readmitted is None:
-            return made
-        permit = readmitted
+                assert type(effect) is Lease
+                assert book.fleet is not None
+                reply = await book.fleet.acquire_probe(effect.pair, effect.permit)
+        except BaseException as exc:
+            error = exc
 
 
-async def slots(book: Book, call: Call, pair: Pair, permit: Permit) -> list[Limiter] | None:
-    """The bulkhead slots an attempt on ``pair`` must hold, or ``None`` when one did not come
-    in time (the permit is given back and the pair skipped, uncounted)."""
-    assert call.route.pipeline is not None
-    held: list[Limiter] = []
+async def _invoke(book: Book, call: Call, effect: Invoke) -> Tried:
+    clock = book.clock
+    started = clock.now()
     try:
-        for hook in call.route.pipeline.slot:
-            limiter = hook(pair)
-            if limiter is None:
-                continue
-            if not await acquire_slot(limiter, book.clock):
-                for taken in held:
-                    taken.release()
-                book.give_back(pair, permit)
-                book.skipped(call, pair, SkipReason.BULKHEAD_FULL)
-                return None
-            held.append(limiter)
-    except BaseException:  # cancelled while queued for a slot
-        for taken in held:
-            taken.release()
-        book.give_back(pair, permit)
-        raise
-    return held
+        result = await attempt(book, call, effect.pair, effect.func)
+    except BaseException as exc:
+        return Tried(False, exc, started, clock.now(), _cancelled(exc))
+    return Tried(True, result, started, clock.now())
 
 
 async def acquire_slot(limiter: Limiter, clock: Clock) -> bool:

@@ -1,10 +1,11 @@
-"""The last resort, driven: when the walk found every platform unavailable and tried nothing.
+"""The last resort, walked: when the walk found every platform unavailable and tried nothing.
 
 What to do is :class:`~failover.policies.last_resort.LastResort`'s (``probe_soonest`` or
-``wait``) and which pair is :mod:`failover.policies.last_resort`'s selection; this module takes
-the probe (or waits, sleeping between :func:`~failover.policies.last_resort.wait_step`
+``wait``) and which pair is :mod:`failover.policies.last_resort`'s selection; this takes the
+probe (or waits, sleeping between :func:`~failover.policies.last_resort.wait_step`
 decisions), asks the fleet for its lease, and makes the one attempt the last resort allows,
-through the walk's own :func:`~.walk.slots` and :func:`~.walk.attempt` and the call's book.
+through the walk's own :func:`~failover._engine.walk.slots` and the call's book. Like the walk,
+a generator of effects: any driver runs it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from failover._core.breaker import Permit
 from failover._core.classify import ErrorKind, classify
 from failover._core.errors import AllPlatformsFailed
-from failover._engine.drive_async.walk import attempt, slots
+from failover._engine.effects import Invoke, Lease, Sleep, Tried
+from failover._engine.walk import Steps, slots
 from failover._observe.scrub import get_logger
 from failover.policies.last_resort import (
     EVENT,
@@ -32,7 +32,6 @@ from failover.policies.last_resort import (
 )
 
 if TYPE_CHECKING:
-    from failover._core.spec import PlatformSpec
     from failover._engine.book import Book
     from failover._engine.call import Call
     from failover._engine.route import Pair
@@ -40,9 +39,7 @@ if TYPE_CHECKING:
 logger = get_logger("failover")
 
 
-async def last_resort(
-    book: Book, call: Call, order: Sequence[Pair], setting: LastResort
-) -> tuple[Any, PlatformSpec]:
+def last_resort(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -> Steps:
     """Take a probe (or wait for a platform), then make the one attempt the last resort
     allows. Its outcome counts as any attempt's."""
     clock = book.clock
@@ -51,34 +48,30 @@ async def last_resort(
         # holds): not the situation this is for.
         raise AllPlatformsFailed(call.operation, call.attempts)
     if setting.mode == "wait":
-        probe = await _wait(book, call, order, setting)
+        probe = yield from _wait(book, call, order, setting)
     else:
-        probe = await _probe(book, call, order, setting)
+        probe = yield from _probe(book, call, order, setting)
     pair = probe.candidate.pair
-    held = await _slots(book, call, probe)
+    held = yield from _slots(book, call, probe)
     call.tries += 1
-    started = clock.now()
     try:
-        result = await attempt(book, call, pair, call.func)
-    except BaseException as exc:
-        duration = clock.now() - started
-        if not isinstance(exc, Exception) or isinstance(exc, anyio.get_cancelled_exc_class()):
-            probe.end(False)
-            book.cancelled(call, pair, probe.permit, duration, setting.mode)
-            raise
-        error = exc
-    else:
-        duration = clock.now() - started
-        probe.end(True)
-        book.answered(call, pair, probe.permit, result, duration)
-        logger.info(
-            "Last resort for %s: %s answered after %.2fs", call.operation, pair.spec.name, duration
-        )
-        return result, pair.spec
+        tried: Tried = yield Invoke(pair, call.func)
     finally:
         for limiter in held:
             limiter.release()
-    raise _failed(book, call, probe, error, duration, setting)
+    duration = tried.ended - tried.started
+    if tried.ok:
+        probe.end(True)
+        book.answered(call, pair, probe.permit, tried.value, duration)
+        logger.info(
+            "Last resort for %s: %s answered after %.2fs", call.operation, pair.spec.name, duration
+        )
+        return tried.value, pair.spec
+    probe.end(False)
+    if tried.cancelled:
+        book.cancelled(call, pair, probe.permit, duration, setting.mode)
+        raise tried.value
+    raise _failed(book, call, probe, tried.value, duration, setting)
 
 
 def _failed(
@@ -93,7 +86,6 @@ def _failed(
     pair = probe.candidate.pair
     clock = book.clock
     verdict = classify(error, pair.classifiers)
-    probe.end(False)
     book.attempt_failed(call, pair, probe.permit, error, verdict, duration, setting.mode)
     after = recovery(pair, clock.now())
     logger.warning(
@@ -115,7 +107,7 @@ def _failed(
     )
 
 
-async def _slots(book: Book, call: Call, probe: Probe[Pair]) -> list[Any]:
+def _slots(book: Book, call: Call, probe: Probe[Pair]) -> Steps:
     """A bulkhead bounds the last resort's request like any other; a full one gives the
     probe back and ends the call."""
     pipeline = call.route.pipeline
@@ -123,7 +115,7 @@ async def _slots(book: Book, call: Call, probe: Probe[Pair]) -> list[Any]:
         return []
     pair = probe.candidate.pair
     try:
-        held = await slots(book, call, pair, probe.permit)
+        held = yield from slots(book, call, pair, probe.permit)
     except BaseException:
         probe.end(False)
         raise
@@ -141,11 +133,11 @@ async def _slots(book: Book, call: Call, probe: Probe[Pair]) -> list[Any]:
 # -- "probe_soonest" -------------------------------------------------------------------------
 
 
-async def _probe(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -> Probe[Pair]:
+def _probe(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -> Steps:
     clock = book.clock
     for rank, candidate in enumerate(by_recovery(order, clock.now())):
         probe = take_probe(candidate, clock.now())
-        if probe is None or not await _fleet_lease(book, probe):
+        if probe is None or not (yield from _fleet_lease(book, probe)):
             continue
         remaining = max(candidate.usable_at - clock.now(), 0.0)
         book.telemetry.event(
@@ -188,7 +180,7 @@ async def _probe(book: Book, call: Call, order: Sequence[Pair], setting: LastRes
 # -- "wait" ----------------------------------------------------------------------------------
 
 
-async def _wait(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -> Probe[Pair]:
+def _wait(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -> Steps:
     """Wait until a platform admits an attempt; raise when none can within ``max_wait``."""
     clock = book.clock
     started = clock.now()
@@ -197,7 +189,7 @@ async def _wait(book: Book, call: Call, order: Sequence[Pair], setting: LastReso
     try:
         while True:
             now = clock.now()
-            probe = await _usable(book, call, order, now)
+            probe = yield from _usable(book, call, order, now)
             if probe is not None:
                 _waited(book, call, probe.candidate, clock.now() - started, "usable", setting)
                 return probe
@@ -205,7 +197,7 @@ async def _wait(book: Book, call: Call, order: Sequence[Pair], setting: LastReso
             awaited = step.awaited
             if step.wake is None:
                 break
-            await clock.sleep(step.wake - now)
+            yield Sleep(step.wake - now)
     except BaseException:
         _waited(book, call, awaited, clock.now() - started, "cut_short", setting)
         raise
@@ -215,7 +207,7 @@ async def _wait(book: Book, call: Call, order: Sequence[Pair], setting: LastReso
     )
 
 
-async def _usable(book: Book, call: Call, order: Sequence[Pair], now: float) -> Probe[Pair] | None:
+def _usable(book: Book, call: Call, order: Sequence[Pair], now: float) -> Steps:
     """A permit on the first pair of ``order`` that admits one now (with its fleet lease)."""
     clock = book.clock
     for pair in order:
@@ -226,7 +218,7 @@ async def _usable(book: Book, call: Call, order: Sequence[Pair], now: float) -> 
             continue
         reason = skip_reason_of(call.attempts, pair)
         probe = Probe(Candidate(pair, now, reason, False), admission, ())
-        if await _fleet_lease(book, probe):
+        if (yield from _fleet_lease(book, probe)):
             return probe
     return None
 
@@ -280,13 +272,13 @@ def _waited(
         )
 
 
-async def _fleet_lease(book: Book, probe: Probe[Pair]) -> bool:
+def _fleet_lease(book: Book, probe: Probe[Pair]) -> Steps:
     """Whether a probe permit also won the fleet-wide lease; if not, everything is given back."""
     permit = probe.permit
     if not permit.is_probe or book.fleet is None:
         return True
     try:
-        leased = await book.fleet.acquire_probe(probe.candidate.pair, permit)
+        leased = yield Lease(probe.candidate.pair, permit)
     except BaseException:
         probe.end(False)  # acquire_probe gave the breaker permit back
         raise
