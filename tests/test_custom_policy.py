@@ -6,7 +6,7 @@ the engine knows these strategies, yet their hooks run at their declared place i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -150,3 +150,96 @@ def test_registration_is_checked() -> None:
 def test_a_strategy_lists_only_the_hooks_it_overrides() -> None:
     assert FeatureFlags(set()).hooks() == ("admit", "observe")
     assert Tagging().hooks() == ("wrap",)
+
+
+class Reordering(Strategy):
+    """A ``plan`` hook that keeps the order it is given (records that it saw it)."""
+
+    name = "reordering"
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def plan(self, call: CallView, order: Sequence[Any]) -> Sequence[Any]:
+        self.seen.append([pair.spec.name for pair in order])
+        return order
+
+
+async def test_a_plan_hook_starts_from_the_cost_order() -> None:
+    strategy = Reordering()
+    register("reordering", lambda route: strategy, before="hedge")
+    try:
+        manager = PlatformManager(
+            {OP: [PlatformSpec("alpha", "a", estimated_cost=2.0), PlatformSpec("beta", "b")]},
+            clock=FakeClock(),
+            environ={},
+            cost_optimization=True,
+        )
+        _, spec = await manager.with_fallback(OP, ScriptedOperation({"beta": ["ok"]}))
+    finally:
+        unregister("reordering")
+    assert strategy.seen == [["beta", "alpha"]]
+    assert spec.name == "beta"
+
+
+async def test_unregistering_does_not_change_a_built_manager_even_when_chaos_rebuilds() -> None:
+    register("feature_flags", lambda route: FeatureFlags({"alpha"}), before="bulkhead")
+    try:
+        manager = PlatformManager(PRIORITIES, clock=FakeClock(), environ={})
+    finally:
+        unregister("feature_flags")
+    manager.chaos.enable(Chaos(latency_rate=1.0, latency=0.0))
+    manager.chaos.disable()
+    _, spec = await manager.with_fallback(OP, ScriptedOperation({"beta": ["ok"]}))
+    assert spec.name == "beta"  # alpha still flagged off
+
+
+class Raising(Strategy):
+    name = "raising"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def admit(self, call: CallView, pair: PairView) -> str | None:
+        if self.where == "admit":
+            raise RuntimeError("admit broke")
+        return None
+
+    def observe(
+        self,
+        pair: PairView,
+        ok: bool,
+        duration: float | None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self.where == "observe":
+            raise RuntimeError("observe broke")
+
+
+async def test_a_raising_observe_does_not_fail_an_answered_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    register("raising", lambda route: Raising("observe"), before="bulkhead")
+    try:
+        manager = PlatformManager(PRIORITIES, clock=FakeClock(), environ={})
+    finally:
+        unregister("raising")
+    result, _ = await manager.with_fallback(OP, ScriptedOperation({"alpha": ["ok"]}))
+    assert result == "ok"
+    assert any("failed to observe" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_raising_admit_gives_the_probe_permit_back() -> None:
+    clock = FakeClock()
+    register("raising", lambda route: Raising("admit"), before="bulkhead")
+    try:
+        manager = PlatformManager(PRIORITIES, clock=clock, environ={})
+    finally:
+        unregister("raising")
+    manager.force_open("alpha", OP, seconds=10)
+    clock.advance(11)  # half-open: the next admission takes its one probe permit
+    with pytest.raises(RuntimeError, match="admit broke"):
+        await manager.with_fallback(OP, ScriptedOperation({}))
+    breaker = manager._pairs["alpha", OP].breaker
+    assert breaker.probes_in_flight() == 0

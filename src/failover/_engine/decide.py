@@ -16,7 +16,7 @@ from failover._core.breaker import Permit
 from failover._core.classify import ErrorKind, classify
 from failover._core.errors import AllPlatformsFailed
 from failover._observe.scrub import get_logger
-from failover.policies.ordering import annotate_order, order_reason
+from failover.policies.ordering import annotate_order, is_builtin, order_reason
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -37,7 +37,8 @@ def plan(call: Call) -> Sequence[Pair]:
     if pipeline is None or not pipeline.plan:
         order = route.pairs if route.ordering is None else route.order(call.context)
     else:
-        order = route.pairs
+        # Priority and cost order are the route's own; a strategy orders from priority.
+        order = route.order(call.context) if is_builtin(route.ordering) else route.pairs
         for hook in pipeline.plan:
             order = hook(call, order)
     if call.span is not None:
@@ -69,7 +70,11 @@ def admit(book: Book, call: Call, pair: Pair) -> Permit | None:
     pipeline = call.route.pipeline
     if pipeline is not None and pipeline.admit:
         for hook in pipeline.admit:
-            reason = hook(call, pair)
+            try:
+                reason = hook(call, pair)
+            except BaseException:
+                book.give_back(pair, admission)  # a probe slot must not wait for its lease
+                raise
             if reason is not None:
                 book.give_back(pair, admission)
                 book.skipped(call, pair, reason)

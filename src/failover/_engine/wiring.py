@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from failover.policies import RouteSettings, compose
+from failover.policies import ORDER, RouteSettings, compose
 from failover.policies.bulkhead import build_limiters
 from failover.policies.chaos import Chaos, ChaosControl
 from failover.policies.ordering import Observation
@@ -38,6 +38,9 @@ class PolicyWiring:
         self.hedges = dict(hedges)
         self.last_resorts = dict(last_resorts)
         self.ordering = ordering
+        #: The composition as it was when the manager was built: registering or removing a
+        #: strategy later does not change this manager, even when chaos rebuilds its pipelines.
+        self.factories = tuple(ORDER.values())
         bind = getattr(ordering, "bind", None)
         if bind is not None:
             bind(clock)
@@ -61,7 +64,7 @@ class PolicyWiring:
                 chaos=self.chaos,
                 limiters=self.limiters,
             )
-            route.install(compose(settings))
+            route.install(compose(settings, self.factories))
 
     def reported(
         self,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from failover._core.errors import ConfigError
+from failover._observe.scrub import get_logger
 from failover.policies.base import HOOKS, CallView, PairView, PlatformRun, Strategy
 from failover.policies.bulkhead import BulkheadStrategy
 from failover.policies.chaos import ChaosStrategy
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from failover.policies.chaos import ChaosControl
     from failover.policies.hedge import Hedge
     from failover.policies.last_resort import LastResort
+
+logger = get_logger("failover")
 
 __all__ = [
     "HOOKS",
@@ -275,10 +278,23 @@ class Pipeline:
         error: BaseException | None = None,
     ) -> None:
         for observe in self.observe:
-            observe(pair, ok, duration, result, error)
+            try:
+                observe(pair, ok, duration, result, error)
+            except Exception as exc:
+                # The attempt's outcome is already booked: a strategy's bookkeeping error
+                # must not turn an answer into a failed call, nor replace the provider's error.
+                logger.warning(
+                    "Policy %s failed to observe %s on %s: %s",
+                    getattr(getattr(observe, "__self__", None), "name", observe),
+                    pair.operation,
+                    pair.spec.name,
+                    type(exc).__qualname__,
+                )
 
 
-def compose(route: RouteSettings) -> Pipeline | None:
-    """The pipeline of ``route``: every strategy in :data:`ORDER` that applies to it."""
-    strategies = [s for s in (factory(route) for factory in ORDER.values()) if s is not None]
+def compose(route: RouteSettings, factories: Sequence[Factory] | None = None) -> Pipeline | None:
+    """The pipeline of ``route``: every strategy that applies to it, from ``factories`` (a
+    snapshot of :data:`ORDER` taken when a manager was built; default: the current order)."""
+    chosen = ORDER.values() if factories is None else factories
+    strategies = [s for s in (factory(route) for factory in chosen) if s is not None]
     return Pipeline(strategies) if strategies else None
