@@ -13,6 +13,8 @@ faults leave the pair's health alone; a cancelled attempt gives its permit back 
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from failover._observe.telemetry import Telemetry
 
 logger = get_logger("failover")
+
+_UNGUARDED: Final = nullcontext()
 
 #: Request-fault reasons that move on to the next platform by default; others raise at once.
 DEFAULT_CONTINUE_ON: Final = frozenset({"content_policy", "context_window", "not_found"})
@@ -52,16 +56,50 @@ class EngineSettings:
 class Book:
     """Records outcomes and applies their consequences; one per manager, no per-call state."""
 
-    __slots__ = ("clock", "fleet", "monitoring", "settings", "telemetry")
+    __slots__ = (
+        "clock",
+        "fleet",
+        "lock",
+        "monitoring",
+        "owner",
+        "settings",
+        "telemetry",
+        "threaded",
+    )
 
     def __init__(self, settings: EngineSettings, clock: Clock, telemetry: Telemetry) -> None:
         self.settings = settings
+        #: Held around every decision and booking once the manager is shared between threads
+        #: (``threaded``); a manager used from one thread only never takes it.
+        self.lock = threading.RLock()
+        self.threaded = False
+        #: The thread of the first call (``None`` before it).
+        self.owner: int | None = None
         #: ``settings.monitoring_enabled``, read on every success.
         self.monitoring = settings.monitoring_enabled
         self.clock = clock
         self.telemetry = telemetry
         #: Set by the manager when state is shared across processes (probe leases, cool-downs).
         self.fleet: FleetLink | None = None
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    def enter(self, thread: int) -> None:
+        """A call begins on ``thread``: from the second thread on, every update is locked.
+
+        The async entry points call this only while ``threaded`` is off. (The one update that
+        may be under way on the first thread at the very moment a second thread first calls
+        is not covered: at most one counter increment, once in a manager's life.)
+        """
+        if self.owner is None:
+            self.owner = thread
+        elif thread != self.owner:
+            self.threaded = True
+
+    @property
+    def guard(self) -> AbstractContextManager[Any]:
+        """The lock while the manager is shared between threads, else nothing to hold."""
+        return self.lock if self.threaded else _UNGUARDED
 
     # -- a call's records ----------------------------------------------------------------------
 
@@ -238,9 +276,13 @@ class Book:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
 
-    def ready_success(self, pair: Pair, duration: float, now: float) -> None:
+    def ready_success(self, pair: Pair, duration: float, now: float, locked: bool = False) -> None:
         """A success on a pair that was ready (closed, nothing cooling) while nobody records
         spans or metrics: :meth:`succeeded` without what cannot apply (the fast path)."""
+        if self.threaded and not locked:
+            with self.lock:
+                self.ready_success(pair, duration, now, True)
+            return
         breaker = pair.breaker
         if breaker.consecutive_failures:  # a success ends the streak
             breaker.on_success(CLOSED_PERMIT)

@@ -9,19 +9,21 @@ retry's sleep, a bulkhead slot (:func:`acquire_slot`), the fleet's probe lease.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Mapping, Sequence
 from logging import DEBUG
+from threading import get_ident
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from failover._core.classify import classify
 from failover._core.kinds import Outcome
 from failover._engine import decide
 from failover._engine.call import Call, Operation
 from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
+from failover._engine.spans import attempt_span
 from failover._engine.walk import Steps, resume, walk
 from failover._observe.scrub import get_logger
 from failover._observe.telemetry import use_span
@@ -49,6 +51,8 @@ def start(
 ) -> Awaitable[Answer]:
     """The coroutine of one call down ``route``: the fast path while a route has no deadline,
     no policy acting per attempt and nobody records anything, else the observed call."""
+    if not book.threaded and book.owner != get_ident():
+        book.enter(get_ident())
     if route.plain and book.telemetry.quiet():
         return _fast(book, route, func, args, kwargs, context)
     return _observed(book, route, func, args, kwargs, context)
@@ -162,7 +166,8 @@ async def run(book: Book, call: Call) -> Answer:
     """Order the platforms, then walk them (or race them, when the route hedges)."""
     from failover._engine.drive_async.hedge import race
 
-    order = decide.plan(call)
+    with book.guard:
+        order = decide.plan(call)
     pipeline = call.route.pipeline
     if pipeline is not None and pipeline.wrappers:
         call.func = pipeline.wrap(call.operation, call.func)
@@ -185,7 +190,8 @@ async def drive(book: Book, call: Call, steps: Steps) -> Any:
     error: BaseException | None = None
     while True:
         try:
-            effect = steps.send(reply) if error is None else steps.throw(error)
+            with book.guard:
+                effect = steps.send(reply) if error is None else steps.throw(error)
         except StopIteration as stop:
             return stop.value
         reply = error = None
@@ -220,7 +226,7 @@ async def acquire_slot(limiter: Limiter, clock: Clock) -> bool:
         return True
     if limiter.max_wait <= 0:
         return False
-    handed = anyio.Event()
+    handed = _LoopWaiter()
     limiter.enqueue(handed)
     try:
         if math.isinf(limiter.max_wait):
@@ -246,22 +252,10 @@ async def attempt(book: Book, call: Call, pair: Pair, func: Operation) -> Any:
         if limit is None:
             return await invoke(func, pair.spec, call.args, call.kwargs)
         return await _timed(book.clock, limit, func, pair.spec, call.args, call.kwargs)
-    telemetry = book.telemetry
-    span = telemetry.start_attempt(
-        call.tracer, pair.spec, pair.operation, call.tries, pair.breaker.state.value
-    )
-    with use_span(span, end_on_exit=True):
-        try:
-            if limit is None:
-                return await invoke(func, pair.spec, call.args, call.kwargs)
-            return await _timed(book.clock, limit, func, pair.spec, call.args, call.kwargs)
-        except anyio.get_cancelled_exc_class():
-            span.set_attribute("failover.outcome", Outcome.CANCELLED.value)
-            raise
-        except BaseException as exc:
-            kind = classify(exc, pair.classifiers).kind.value
-            telemetry.fail_span(span, exc, type(exc).__qualname__, kind)
-            raise
+    with attempt_span(book, call, pair, anyio.get_cancelled_exc_class()):
+        if limit is None:
+            return await invoke(func, pair.spec, call.args, call.kwargs)
+        return await _timed(book.clock, limit, func, pair.spec, call.args, call.kwargs)
 
 
 async def _timed(
@@ -286,3 +280,40 @@ async def invoke(
     if type(result) is CoroutineType or isinstance(result, Awaitable):
         return await result
     return result
+
+
+class _LoopWaiter:
+    """A bulkhead waiter on this event loop, which another thread (a synchronous caller
+    releasing its slot) may hand the slot to: ``set`` is then scheduled on the loop."""
+
+    __slots__ = ("_event", "_soon", "_thread")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._thread = get_ident()
+        self._soon = _call_soon_threadsafe()
+
+    def set(self) -> None:
+        if get_ident() == self._thread:
+            self._event.set()
+        else:
+            self._soon(self._event.set)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+def _call_soon_threadsafe() -> Any:
+    """This event loop's way to run a callback soon from another thread (asyncio or trio)."""
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    return functools.partial(asyncio.get_running_loop().call_soon_threadsafe)
