@@ -15,6 +15,7 @@ from failover import (
     FallbackFunction,
     PlatformManager,
     PlatformSpec,
+    SyncFallbackFunction,
     Transient,
     fallback,
     set_default_manager,
@@ -214,17 +215,16 @@ def test_platform_implementation_must_be_async_and_take_platform(manager: Platfo
 # -- decoration-time errors --------------------------------------------------------------------
 
 
-def test_plain_def_is_rejected_at_decoration_pointing_to_with_fallback() -> None:
+def test_plain_def_gives_a_plain_function_that_runs_the_chain_synchronously(
+    manager: PlatformManager,
+) -> None:
     def erase(platform: PlatformSpec, image: bytes) -> bytes:
-        return image
+        return platform.name.encode() + image
 
-    with pytest.raises(TypeError) as caught:
-        fallback(OP)(erase)  # type: ignore[arg-type]
-
-    message = str(caught.value)
-    assert "needs an async function" in message
-    assert "erase" in message
-    assert f"manager.with_fallback({OP!r}, func, ...)" in message
+    blocking = fallback(OP, manager=manager)(erase)
+    assert isinstance(blocking, SyncFallbackFunction)
+    assert not inspect.iscoroutinefunction(blocking.__call__)
+    assert blocking(b"!") == b"alpha!"
 
 
 def test_function_without_platform_parameter_is_rejected() -> None:

@@ -63,7 +63,8 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "core": frozenset(),
     "observe": frozenset({"opentelemetry"}),
     "policies": frozenset({"opentelemetry", "tenacity"}),
-    "engine": frozenset({"opentelemetry", "tenacity", "anyio", "pybreaker"}),
+    # The async driver also asks sniffio which loop it is on, and trio for its token.
+    "engine": frozenset({"opentelemetry", "tenacity", "anyio", "pybreaker", "sniffio", "trio"}),
 }
 
 

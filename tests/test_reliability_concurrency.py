@@ -21,7 +21,7 @@ import pytest
 
 import failover
 from failover import AllPlatformsFailed, PlatformManager, PlatformSpec, Transient, fallback
-from failover.testing import FakeClock
+from failover.testing import FakeClock, ScriptedOperation
 
 pytestmark = pytest.mark.anyio
 
@@ -169,7 +169,6 @@ HOT_MODULES = (
     "_engine/drive_async/walk.py",
     "_engine/walk.py",
     "_engine/decide.py",
-    "_engine/book.py",
     "_engine/call.py",
     "_core/pair.py",
     "_core/breaker.py",
@@ -195,6 +194,35 @@ def test_the_hot_path_modules_create_no_locks(module: str) -> None:
     ]
     assert made == [], f"{module} makes {made}"
     assert "import threading" not in source
+
+
+async def test_a_manager_used_from_one_thread_never_takes_its_lock() -> None:
+    """The book holds the one lock of the call path (for threads sharing a manager); a call
+    path used from one thread, async or not, never acquires it."""
+    manager = PlatformManager({TEXT: [("alpha", "a"), ("beta", "b")]}, environ={})
+    book = manager._book
+    taken: list[str] = []
+
+    class Recording:
+        def __enter__(self) -> None:
+            taken.append("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def acquire(self, *args: object) -> bool:
+            taken.append("acquire")
+            return True
+
+        def release(self) -> None:
+            return None
+
+    book.lock = Recording()  # type: ignore[assignment]
+    flaky = ScriptedOperation({"alpha": [Transient()] + ["ok"] * 50})
+    for _ in range(20):
+        await manager.with_fallback(TEXT, flaky)
+    assert not book.threaded
+    assert taken == []
 
 
 def run_without_suspending(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -35,8 +35,9 @@ from failover._core.spec import (
 )
 from failover._core.version import __version__
 from failover._engine.clock import MonotonicClock
+from failover._engine.drive_async.in_thread import in_thread
 from failover._manager import PlatformManager
-from failover.decorators import FallbackFunction, fallback
+from failover.decorators import FallbackFunction, SyncFallbackFunction, fallback
 from failover.policies.budget import BudgetOrder
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.chaos import Chaos, ChaosControl
@@ -94,6 +95,7 @@ __all__ = [
     "ProviderError",
     "RateLimited",
     "Retry",
+    "SyncFallbackFunction",
     "Transient",
     "UnknownOperation",
     "WeightedRoundRobin",
@@ -102,6 +104,7 @@ __all__ = [
     "cost_order",
     "default_manager",
     "fallback",
+    "in_thread",
     "parse_retry_after",
     "priority_order",
     "set_default_manager",

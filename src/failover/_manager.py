@@ -22,6 +22,7 @@ from failover._core.kinds import Cause
 from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
 from failover._engine.drive_async import start
+from failover._engine.drive_sync import Workers, call_sync
 from failover._engine.fleet import FleetLink
 from failover._engine.route import Pair, Route
 from failover._engine.wiring import PolicyWiring
@@ -148,6 +149,7 @@ class PlatformManager:
         self._platforms, self._pairs, self._routes = built.platforms, built.pairs, built.routes
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._workers = Workers()
         self._closed = False
         self._fleet: FleetLink | None = None
         self._fleet_tasks: anyio.abc.TaskGroup | None = None
@@ -221,15 +223,22 @@ class PlatformManager:
         Raises :class:`AllPlatformsFailed` (with the skip reasons) when none is usable. Extra
         keywords (``quality_boost=True``, ...) reach the ordering strategy.
         """
+        return self.get_platform_sync(operation, **context)
+
+    def get_platform_sync(self, operation: str, **context: Any) -> PlatformSpec:
+        """:meth:`get_platform` for synchronous code (same answer, same errors)."""
         route = self._route(operation)
         skipped: list[Attempt] = []
-        for pair in route.order(context):
-            reason = pair.unavailable_reason(self.clock)
-            if reason is None:
-                return pair.spec
-            skipped.append(
-                Attempt(pair.spec.name, pair.spec.model, operation, "skipped", skip_reason=reason)
-            )
+        with self._book.guard:
+            for pair in route.order(context):
+                reason = pair.unavailable_reason(self.clock)
+                if reason is None:
+                    return pair.spec
+                skipped.append(
+                    Attempt(
+                        pair.spec.name, pair.spec.model, operation, "skipped", skip_reason=reason
+                    )
+                )
         raise AllPlatformsFailed(
             operation,
             skipped,
@@ -275,6 +284,25 @@ class PlatformManager:
         route = self._routes.get(operation) or self._route(operation)
         return await start(self._book, route, operation_func, args, kwargs, context)
 
+    def with_fallback_sync(
+        self,
+        operation: str,
+        operation_func: Callable[Concatenate[PlatformSpec, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[R, PlatformSpec]:
+        """:meth:`with_fallback` for synchronous code: ``operation_func`` is a plain function,
+        run in the calling thread (in a worker thread when an attempt timeout or a deadline
+        bounds it). Same state, same semantics; any number of threads may call at once."""
+        context = kwargs.pop("failover_context", None) if kwargs else None
+        if context is not None and not isinstance(context, Mapping):
+            raise ConfigError(
+                f"failover_context must be a mapping, got {type(context).__name__}",
+                key="failover_context",
+            )
+        route = self._routes.get(operation) or self._route(operation)
+        return call_sync(self._book, self._workers, route, operation_func, args, kwargs, context)
+
     def _call_path(self, operation: str) -> tuple[Book, Route]:
         """What ``@fallback`` hands the engine for ``operation`` (it keeps them between calls)."""
         return self._book, self._route(operation)
@@ -283,10 +311,17 @@ class PlatformManager:
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """Record a success observed outside ``with_fallback`` (the old manual flow)."""
+        self.report_success_sync(spec, operation, response_time)
+
+    def report_success_sync(
+        self, spec: PlatformSpec, operation: str, response_time: float | None = None
+    ) -> None:
+        """:meth:`report_success` for synchronous code."""
         pair = self._pair(spec, operation)
         response_time = self._response_time(response_time)
-        self._book.succeeded(pair, None, response_time)
-        self._wiring.reported(pair, True, response_time)
+        with self._book.guard:
+            self._book.succeeded(pair, None, response_time)
+            self._wiring.reported(pair, True, response_time)
 
     async def report_failure(
         self,
@@ -296,6 +331,16 @@ class PlatformManager:
         response_time: float | None = None,
     ) -> None:
         """Record a failure observed outside ``with_fallback``; classified like any other."""
+        self.report_failure_sync(spec, operation, error, response_time)
+
+    def report_failure_sync(
+        self,
+        spec: PlatformSpec,
+        operation: str,
+        error: BaseException,
+        response_time: float | None = None,
+    ) -> None:
+        """:meth:`report_failure` for synchronous code."""
         if not isinstance(error, BaseException):
             raise ConfigError(
                 f"report_failure(error=...) must be an exception instance, "
@@ -307,8 +352,9 @@ class PlatformManager:
         if verdict.kind is ErrorKind.CANCELLED:
             return
         response_time = self._response_time(response_time)
-        self._book.failed(pair, None, verdict, response_time)
-        self._wiring.reported(pair, False, response_time, error)
+        with self._book.guard:
+            self._book.failed(pair, None, verdict, response_time)
+            self._wiring.reported(pair, False, response_time, error)
 
     def record_cost(self, platform: PlatformSpec | str, operation: str, cost: float) -> None:
         """Book what one successful call really cost, in place of the platform's estimate.
@@ -472,6 +518,7 @@ class PlatformManager:
                 "(use `async with manager:`)"
             )
         self._closed = True
+        self._workers.shutdown()
         closers, self._closers = self._closers, []
         tasks, self._fleet_tasks = self._fleet_tasks, None
         if tasks is not None and self.shared_state is not None:
@@ -515,6 +562,34 @@ class PlatformManager:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code (runs async closers on a short-lived event
+        loop in this thread). Safe to call twice."""
+        if self._closed:
+            return
+        if self._closers or self._fleet_tasks is not None:
+            anyio.run(self.aclose)
+        else:
+            self._closed = True
+            self._workers.shutdown()
+
+    def __enter__(self) -> Self:
+        """For synchronous programs: ``with manager:`` closes what it owns on the way out."""
+        if self._fleet is not None:
+            raise ConfigError(
+                "shared_state: the fleet link runs on an event loop; use `async with manager:`",
+                key="shared_state",
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- transitions -------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec, check_operation_name
 from failover._engine.drive_async import start
+from failover._engine.drive_sync import Workers, call_sync
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -20,6 +21,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 PlatformFunction = Callable[Concatenate[PlatformSpec, P], Awaitable[R]]
+BlockingPlatformFunction = Callable[Concatenate[PlatformSpec, P], R]
 
 
 _default_manager: Callable[[], PlatformManager] | None = None
@@ -77,28 +79,26 @@ def _signature_without_platform(func: Callable[..., Any]) -> inspect.Signature |
     return signature.replace(parameters=parameters)
 
 
-class FallbackFunction(Generic[P, R]):
-    """The result of ``@fallback``: call it like the function minus its first parameter."""
+class _Decorated(Generic[P, R]):
+    """What both kinds of ``@fallback`` function share: the operation, the manager, the
+    per-platform implementations, and what a call runs."""
 
     # Copied from the decorated function by functools.update_wrapper.
     __name__: str
     __qualname__: str
 
     def __init__(
-        self,
-        operation: str,
-        func: PlatformFunction[P, R],
-        manager: PlatformManager | None,
+        self, operation: str, func: Callable[..., Any], manager: PlatformManager | None
     ) -> None:
         self.operation = operation
         self.__wrapped__ = func
         self._manager = manager
-        self._implementations: dict[str, PlatformFunction[P, R]] = {}
+        self._implementations: dict[str, Callable[..., Any]] = {}
         #: What a call runs: the function, or the dispatcher once implementations exist.
         self._target: Callable[..., Any] = func
         #: (manager, its book, the operation's route) from the last call: looked up once.
         self._bound: tuple[PlatformManager, Book, Route] | None = None
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
         if signature is not None:
@@ -110,25 +110,55 @@ class FallbackFunction(Generic[P, R]):
         manager = self._manager
         return manager if manager is not None else _process_default()
 
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def _path(self) -> tuple[PlatformManager, Book, Route]:
         manager = self._manager
         if manager is None:
             manager = _process_default()
         bound = self._bound
         if bound is None or bound[0] is not manager:
             bound = self._bound = (manager, *manager._call_path(self.operation))
+        return bound
+
+    def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
+        implementation = self._implementations.get(platform.name, self.__wrapped__)
+        return implementation(platform, *args, **kwargs)
+
+    def _register(self, name: object, func: Callable[..., Any], *, asynchronous: bool) -> None:
+        if _is_async(func) is not asynchronous:
+            kind = "an async function" if asynchronous else "a plain function"
+            raise TypeError(
+                f"{getattr(func, '__qualname__', func)!r} must be {kind} "
+                f"to implement {self.operation!r} on {name!r}, like the function it implements"
+            )
+        _check_platform_parameter(func, "platform implementation")
+        if name in self._implementations:
+            raise ConfigError(
+                f"{self.__wrapped__.__qualname__} already has an implementation for {name!r}",
+                key=str(name),
+            )
+        self._implementations[str(name)] = func
+        self._target = self._dispatch
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"platform name must be a non-empty string, got {name!r}", key="name")
+
+
+class FallbackFunction(_Decorated[P, R]):
+    """The result of ``@fallback`` on an ``async def``: await it like the function minus its
+    first parameter."""
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        _, book, route = self._path()
         # The engine directly, not with_fallback: one coroutine frame less per call.
-        result, _ = await start(bound[1], bound[2], self._target, args, kwargs, None)
+        result, _ = await start(book, route, self._target, args, kwargs, None)
         return result  # type: ignore[no-any-return]
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
         book, route = self.manager._call_path(self.operation)
         return await start(book, route, self._target, args, kwargs, None)
-
-    def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Awaitable[R]:
-        implementation = self._implementations.get(platform.name, self.__wrapped__)
-        return implementation(platform, *args, **kwargs)
 
     def platform(self, name: str) -> Callable[[PlatformFunction[P, R]], PlatformFunction[P, R]]:
         """Register the implementation used when ``name`` is the chosen platform.
@@ -138,48 +168,80 @@ class FallbackFunction(Generic[P, R]):
             @erase.platform("stability")
             async def _(platform, image, mask): ...
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"platform name must be a non-empty string, got {name!r}", key="name")
+        _check_name(name)
 
         def register(func: PlatformFunction[P, R]) -> PlatformFunction[P, R]:
-            if not _is_async(func):
-                raise TypeError(
-                    f"{getattr(func, '__qualname__', func)!r} must be an async function "
-                    f"to implement {self.operation!r} on {name!r}"
-                )
-            _check_platform_parameter(func, "platform implementation")
-            if name in self._implementations:
-                raise ConfigError(
-                    f"{self.__wrapped__.__qualname__} already has an implementation for {name!r}",
-                    key=name,
-                )
-            self._implementations[name] = func
-            self._target = self._dispatch
+            self._register(name, func, asynchronous=True)
             return func
 
         return register
 
 
-def fallback(
-    operation: str, *, manager: PlatformManager | None = None
-) -> Callable[[PlatformFunction[P, R]], FallbackFunction[P, R]]:
-    """Run the decorated ``async def f(platform, ...)`` down ``operation``'s fallback chain.
+class SyncFallbackFunction(_Decorated[P, R]):
+    """The result of ``@fallback`` on a plain ``def``: call it like the function minus its
+    first parameter; the fallback chain runs synchronously (``with_fallback_sync``)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        _, book, route = self._path()
+        result, _ = call_sync(book, self._workers(), route, self._target, args, kwargs, None)
+        return result  # type: ignore[no-any-return]
+
+    def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
+        """Like calling it, but also returns the platform that answered."""
+        _, book, route = self._path()
+        answer: tuple[R, PlatformSpec] = call_sync(
+            book, self._workers(), route, self._target, args, kwargs, None
+        )
+        return answer
+
+    def _workers(self) -> Workers:
+        return self._path()[0]._workers
+
+    def platform(
+        self, name: str
+    ) -> Callable[[BlockingPlatformFunction[P, R]], BlockingPlatformFunction[P, R]]:
+        """Register the plain function used when ``name`` is the chosen platform."""
+        _check_name(name)
+
+        def register(func: BlockingPlatformFunction[P, R]) -> BlockingPlatformFunction[P, R]:
+            self._register(name, func, asynchronous=False)
+            return func
+
+        return register
+
+
+def fallback(operation: str, *, manager: PlatformManager | None = None) -> _Decorator:
+    """Run the decorated ``f(platform, ...)`` down ``operation``'s fallback chain.
 
     The wrapper takes the same arguments minus ``platform`` and returns what the first
-    platform to succeed returned. ``manager`` defaults to :func:`failover.default_manager`,
-    resolved at call time. A plain ``def`` is rejected here: use
-    ``PlatformManager.with_fallback`` for synchronous callables.
+    platform to succeed returned. On an ``async def`` the wrapper is awaited
+    (:class:`FallbackFunction`); on a plain ``def`` it is a plain function that runs the chain
+    synchronously (:class:`SyncFallbackFunction`). ``manager`` defaults to
+    :func:`failover.default_manager`, resolved at call time.
     """
     check_operation_name(operation, where="@fallback")
+    return _Decorator(operation, manager)
 
-    def decorate(func: PlatformFunction[P, R]) -> FallbackFunction[P, R]:
-        if not _is_async(func):
-            raise TypeError(
-                f"@fallback({operation!r}) needs an async function, but "
-                f"{getattr(func, '__qualname__', func)!r} is not; for a plain function use "
-                f"`await manager.with_fallback({operation!r}, func, ...)`"
-            )
-        _check_platform_parameter(func, f"@fallback({operation!r}) function")
-        return FallbackFunction(operation, func, manager)
 
-    return decorate
+class _Decorator:
+    """``@fallback(operation)``, typed for both kinds of function."""
+
+    __slots__ = ("manager", "operation")
+
+    def __init__(self, operation: str, manager: PlatformManager | None) -> None:
+        self.operation = operation
+        self.manager = manager
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # an async def matches the first
+        self, func: PlatformFunction[P, R]
+    ) -> FallbackFunction[P, R]: ...
+
+    @overload
+    def __call__(self, func: BlockingPlatformFunction[P, R]) -> SyncFallbackFunction[P, R]: ...
+
+    def __call__(self, func: Callable[..., Any]) -> Any:
+        _check_platform_parameter(func, f"@fallback({self.operation!r}) function")
+        if _is_async(func):
+            return FallbackFunction(self.operation, func, self.manager)
+        return SyncFallbackFunction(self.operation, func, self.manager)

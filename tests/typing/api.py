@@ -18,6 +18,7 @@ from failover import (
     FallbackFunction,
     PlatformManager,
     PlatformSpec,
+    SyncFallbackFunction,
     fallback,
 )
 
@@ -86,7 +87,6 @@ async def decorated() -> None:
 
 
 def registration_and_decoration_errors() -> None:
-    fallback("image_editing")(plain)  # type: ignore[arg-type]
     fallback("image_editing")(no_platform)  # type: ignore[arg-type]
 
     @erase.platform("fal")  # type: ignore[arg-type]
@@ -138,3 +138,38 @@ def errors(error: AllPlatformsFailed) -> None:
     assert_type(error.attempts, tuple[Attempt, ...])
     assert_type(error.attempts[0].skip_reason, str | None)
     assert_type(error.last_error, BaseException | None)
+
+
+@fallback("image_editing", manager=manager)
+def erase_blocking(platform: PlatformSpec, image: bytes, mask: bytes) -> bytes:
+    return image
+
+
+@erase_blocking.platform("stability")
+def erase_blocking_on_stability(platform: PlatformSpec, image: bytes, mask: bytes) -> bytes:
+    return mask
+
+
+def synchronous_api() -> None:
+    blocking: SyncFallbackFunction[[bytes, bytes], bytes] = erase_blocking
+    assert_type(blocking(b"", b""), bytes)
+    assert_type(erase_blocking(b"", b""), bytes)
+    assert_type(erase_blocking(image=b"", mask=b""), bytes)
+    assert_type(erase_blocking.call_with_platform(b"", b""), tuple[bytes, PlatformSpec])
+    erase_blocking(b"")  # type: ignore[call-arg]
+    erase_blocking(b"", "mask")  # type: ignore[arg-type]
+
+    @erase_blocking.platform("fal")  # type: ignore[arg-type]
+    async def async_implementation(platform: PlatformSpec, image: bytes, mask: bytes) -> bytes:
+        return mask
+
+    assert_type(
+        manager.with_fallback_sync("image_editing", edit_sync, b""),
+        tuple[list[bytes], PlatformSpec],
+    )
+    manager.with_fallback_sync("image_editing", edit_sync, "text")  # type: ignore[arg-type]
+    assert_type(manager.get_platform_sync("image_editing"), PlatformSpec)
+    manager.report_success_sync(PlatformSpec("fal", "fal-3d"), "image_editing", response_time=1.0)
+    manager.report_failure_sync(PlatformSpec("fal", "fal-3d"), "image_editing", RuntimeError())
+    with manager as same:
+        assert_type(same, PlatformManager)

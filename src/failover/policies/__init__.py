@@ -224,9 +224,8 @@ class Pipeline:
         self.timeouts: tuple[Callable[[PairView], float | None], ...] = _overriding(
             strategies, "attempt_limit"
         )
-        self.wrappers: tuple[Callable[[str, Callable[..., Any]], Callable[..., Any]], ...] = (
-            _overriding(strategies, "wrap")
-        )
+        #: The strategies that wrap the operation, in :data:`ORDER`.
+        self.wrappers = tuple(s for s in strategies if "wrap" in s.hooks())
         self.retry_wait: tuple[
             Callable[[PlatformRun, BaseException, Classification, float], float | None], ...
         ] = _overriding(strategies, "retry_wait")
@@ -253,10 +252,23 @@ class Pipeline:
                 limit = seconds
         return limit
 
-    def wrap(self, operation: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """``func`` wrapped by every ``wrap`` hook, the first in :data:`ORDER` outermost."""
-        for wrapper in reversed(self.wrappers):
-            func = wrapper(operation, func)
+    def wrap(
+        self, operation: str, func: Callable[..., Any], *, blocking: bool = False
+    ) -> Callable[..., Any]:
+        """``func`` wrapped by every ``wrap`` hook, the first in :data:`ORDER` outermost
+        (``wrap_blocking`` for a synchronous call: a strategy without one is refused)."""
+        for strategy in reversed(self.wrappers):
+            if not blocking:
+                func = strategy.wrap(operation, func)
+                continue
+            wrapped = strategy.wrap_blocking(operation, func)
+            if wrapped is None:
+                raise ConfigError(
+                    f"policy {strategy.name!r} wraps operations of async calls only: await "
+                    "manager.with_fallback(...) to use it",
+                    key=strategy.name,
+                )
+            func = wrapped
         return func
 
     def next_wait(

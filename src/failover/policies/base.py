@@ -147,6 +147,11 @@ class Strategy:
     def wrap(self, operation: str, func: Operation) -> Operation:
         return func
 
+    def wrap_blocking(self, operation: str, func: Operation) -> Operation | None:
+        """``wrap`` for a synchronous call (the operation is a plain function); ``None``:
+        this strategy cannot wrap one, and synchronous calls are refused."""
+        return None
+
     def retry_wait(
         self, run: PlatformRun, error: BaseException, verdict: Classification, now: float
     ) -> float | None:

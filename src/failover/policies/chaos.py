@@ -21,6 +21,7 @@ import inspect
 import math
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,10 @@ class Chaos:
         return operations is None or operation in operations
 
 
+#: The dice chose no fault and no result: the real operation runs.
+_REAL: Final = object()
+
+
 class _Armed:
     """A rule with its dice and fault factory, while enabled."""
 
@@ -218,32 +223,62 @@ class ChaosControl:
     def armed_for(self, operation: str) -> tuple[_Armed, ...]:
         return tuple(armed for armed in self._armed if armed.rule.applies_to(operation))
 
+    def roll(
+        self, armed: tuple[_Armed, ...], operation: str, platform: PlatformSpec
+    ) -> tuple[float | None, Callable[[], BaseException] | None, Any]:
+        """The dice for one attempt: the latency to add (``None``: none injected), the fault
+        to raise (its factory) or the result to return instead (``_REAL``: call the
+        operation)."""
+        injected = self.injected
+        latency: float | None = None
+        for item in armed:
+            if item.platforms is not None and platform.name not in item.platforms:
+                continue
+            rule = item.rule
+            dice = item.random.random
+            if rule.latency_rate and dice() < rule.latency_rate:
+                _mark("latency", platform, operation, injected)
+                latency = (latency or 0.0) + rule.latency
+            if rule.fault_rate and dice() < rule.fault_rate:
+                _mark("fault", platform, operation, injected)
+                return latency, item.make_fault, _REAL
+            if rule.result_rate and dice() < rule.result_rate:
+                _mark("result", platform, operation, injected)
+                value = rule.result
+                return latency, None, value(platform) if callable(value) else value
+        return latency, None, _REAL
+
     def wrap(
         self, armed: tuple[_Armed, ...], operation: str, func: Callable[..., Any]
     ) -> Callable[..., Any]:
         """``func`` with ``armed`` rules rolled before each call of it."""
         clock = self._clock
-        injected = self.injected
 
         async def chaotic(platform: PlatformSpec, *args: Any, **kwargs: Any) -> Any:
-            for item in armed:
-                if item.platforms is not None and platform.name not in item.platforms:
-                    continue
-                rule = item.rule
-                dice = item.random.random
-                if rule.latency_rate and dice() < rule.latency_rate:
-                    _mark("latency", platform, operation, injected)
-                    await clock.sleep(rule.latency)
-                if rule.fault_rate and dice() < rule.fault_rate:
-                    _mark("fault", platform, operation, injected)
-                    raise item.make_fault()
-                if rule.result_rate and dice() < rule.result_rate:
-                    _mark("result", platform, operation, injected)
-                    value = rule.result
-                    result = value(platform) if callable(value) else value
-                    return await result if inspect.isawaitable(result) else result
-            result = func(platform, *args, **kwargs)
+            latency, fault, result = self.roll(armed, operation, platform)
+            if latency is not None:
+                await clock.sleep(latency)
+            if fault is not None:
+                raise fault()
+            if result is _REAL:
+                result = func(platform, *args, **kwargs)
             return await result if inspect.isawaitable(result) else result
+
+        return chaotic
+
+    def wrap_blocking(
+        self, armed: tuple[_Armed, ...], operation: str, func: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """:meth:`wrap` for a synchronous call: latency slept with a blocking sleep."""
+        sleep = getattr(self._clock, "sleep_blocking", None) or time.sleep
+
+        def chaotic(platform: PlatformSpec, *args: Any, **kwargs: Any) -> Any:
+            latency, fault, result = self.roll(armed, operation, platform)
+            if latency is not None:
+                sleep(latency)
+            if fault is not None:
+                raise fault()
+            return func(platform, *args, **kwargs) if result is _REAL else result
 
         return chaotic
 
@@ -261,6 +296,9 @@ class ChaosStrategy(Strategy):
 
     def wrap(self, operation: str, func: Callable[..., Any]) -> Callable[..., Any]:
         return self.control.wrap(self.armed, operation, func)
+
+    def wrap_blocking(self, operation: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        return self.control.wrap_blocking(self.armed, operation, func)
 
 
 def _mark(kind: str, platform: PlatformSpec, operation: str, injected: Counter[str]) -> None:

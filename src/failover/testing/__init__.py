@@ -88,6 +88,12 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._counter), event))
         await event.wait()
 
+    def sleep_blocking(self, seconds: float) -> None:
+        """A synchronous caller's sleep (retry waits of ``with_fallback_sync``): time jumps
+        ahead at once, as with ``autojump`` (no other thread is there to advance it)."""
+        if seconds > 0:
+            self.advance(seconds)
+
     def cancel_scope(self, seconds: float) -> anyio.CancelScope:
         scope = anyio.CancelScope()
         heapq.heappush(self._scopes, (self._now + seconds, next(self._counter), scope))

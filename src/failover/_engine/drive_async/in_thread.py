@@ -1,0 +1,35 @@
+"""Blocking operations in async code: run them off the event loop, timeouts honoured."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+import anyio.to_thread
+
+from failover._core.spec import PlatformSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_thread(
+    func: Callable[Concatenate[PlatformSpec, P], R],
+) -> Callable[Concatenate[PlatformSpec, P], Awaitable[R]]:
+    """``func`` (a plain, blocking function) as an async operation that runs in a worker
+    thread, so it neither stalls the event loop nor escapes ``attempt_timeout``::
+
+        await manager.with_fallback("text_generation", failover.in_thread(call_openai), prompt)
+
+    When the attempt times out (or the caller is cancelled) the call moves on at once; the
+    thread cannot be interrupted, so it finishes in the background and its late result is
+    discarded and counts for nothing.
+    """
+
+    @functools.wraps(func)
+    async def threaded(platform: PlatformSpec, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        call = functools.partial(func, platform, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    return threaded

@@ -1,0 +1,322 @@
+"""The synchronous driver: the same walk, with blocking waits, for code without an event loop.
+
+It runs the very walk the async driver runs (:mod:`failover._engine.walk`), executing each
+effect by blocking: the operation in the caller's thread (or, when an attempt timeout or a
+deadline bounds it, in a worker thread the caller stops waiting for: a late result is
+discarded and counts for nothing), sleeps with the clock's blocking sleep, bulkhead slots
+with a ``threading.Event``. Every decision and booking happens under the manager's lock, so
+any number of threads may call one manager at once, with or without an event loop elsewhere.
+
+What cannot run synchronously is refused before anything is counted: hedging (it races
+platforms concurrently), a strategy that wraps operations only asynchronously, and shared
+fleet state (its link lives on an event loop).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from logging import DEBUG
+from typing import TYPE_CHECKING, Any
+
+from failover._core.errors import ConfigError
+from failover._core.kinds import Outcome
+from failover._engine import decide
+from failover._engine.call import Call, Operation
+from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
+from failover._engine.spans import attempt_span
+from failover._engine.walk import Steps, resume, walk
+from failover._observe.scrub import get_logger
+from failover._observe.telemetry import use_span
+from failover.policies.timeout import AttemptTimeout
+
+if TYPE_CHECKING:
+    from failover._core.spec import PlatformSpec
+    from failover._engine.book import Book
+    from failover._engine.route import Pair, Route
+    from failover.policies.bulkhead import Limiter
+
+logger = get_logger("failover")
+
+Answer = tuple[Any, "PlatformSpec"]
+
+
+class OutOfTime(BaseException):
+    """The call's deadline passed while it waited (thrown into the walk, like a cancellation,
+    so the walk gives its permit back; the call then ends with ``AllPlatformsFailed``)."""
+
+
+class Workers:
+    """The threads that run bounded attempts (timeouts, deadlines); made on first use."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, func: Operation, spec: PlatformSpec, args: Any, kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(thread_name_prefix="failover-attempt")
+            return self._pool.submit(func, spec, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def call_sync(
+    book: Book,
+    workers: Workers,
+    route: Route,
+    func: Operation,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    context: Mapping[str, Any] | None,
+) -> Answer:
+    """One call down ``route``, blocking until it is answered."""
+    check_blocking(func, "with_fallback_sync")
+    book.threaded = True  # a synchronous caller is one thread among any number
+    if route.plain and book.telemetry.quiet():
+        return _fast(book, workers, route, func, args, kwargs, context)
+    return _observed(book, workers, Call(book, route, func, args, kwargs, context))
+
+
+def check_blocking(func: object, entry: str) -> None:
+    """Refuse an ``async def`` at a synchronous entry point, before anything is counted."""
+    target = func
+    while hasattr(target, "func") and not inspect.isroutine(target):  # functools.partial
+        target = target.func
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        name = getattr(func, "__qualname__", repr(func))
+        raise ConfigError(
+            f"{entry}() got the async function {name}: await manager.with_fallback(...) "
+            "instead, or give it a plain function",
+            key="operation_func",
+        )
+
+
+def _fast(
+    book: Book,
+    workers: Workers,
+    route: Route,
+    func: Operation,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    context: Mapping[str, Any] | None,
+) -> Answer:
+    """The first ready platform's attempt in the caller's thread (see the async ``_fast``)."""
+    order = route.pairs if route.ordering is None else route.order(context)
+    pair = order[0] if order and order[0].ready() else None
+    if pair is not None:
+        debug = logger.isEnabledFor(DEBUG)
+        if debug:
+            decide.selected(route.operation, pair)
+        clock = book.clock
+        started = clock.now()
+        try:
+            result = _blocking_result(func(pair.spec, *args, **kwargs), func)
+        except BaseException as exc:
+            call = Call(book, route, func, args, kwargs, context)
+            call.tries = 1
+            failed = Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
+            answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
+            return answer
+        ended = clock.now()
+        book.ready_success(pair, ended - started, ended)
+        if debug:
+            decide.completed(route.operation, pair)
+        return result, pair.spec
+    call = Call(book, route, func, args, kwargs, context)
+    walked: Answer = drive(book, workers, call, walk(book, call, order))
+    return walked
+
+
+def _blocking_result(result: Any, func: Operation) -> Any:
+    """``result``, unless a plain function handed back an awaitable: nothing would run it."""
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # a coroutine never awaited: closed, so no warning and no side effect
+        name = getattr(func, "__qualname__", repr(func))
+        raise ConfigError(
+            f"{name} returned an awaitable to a synchronous call: await "
+            "manager.with_fallback(...) instead, or return the result itself",
+            key="operation_func",
+        )
+    return result
+
+
+def _observed(book: Book, workers: Workers, call: Call) -> Answer:
+    """The call inside its span and call-duration metric (when anyone records them)."""
+    telemetry = book.telemetry
+    tracer = call.tracer = telemetry.tracer()
+    instruments = telemetry.instruments()
+    if tracer is None and instruments is None:
+        return run(book, workers, call)
+    started = book.clock.now()
+    span = call.span = None if tracer is None else telemetry.start_call(tracer, call.operation)
+    outcome = Outcome.FAILURE
+    try:
+        if span is None:
+            answer = run(book, workers, call)
+        else:
+            with use_span(span, end_on_exit=False):
+                answer = run(book, workers, call)
+        outcome = Outcome.SUCCESS
+        return answer
+    except BaseException as exc:
+        if span is not None:
+            telemetry.fail_span(span, exc, type(exc).__qualname__)
+        raise
+    finally:
+        if span is not None:
+            span.end()
+        if instruments is not None:
+            instruments.call_duration.record(
+                book.clock.now() - started,
+                {"failover.operation": call.operation, "failover.outcome": outcome.value},
+            )
+
+
+def run(book: Book, workers: Workers, call: Call) -> Answer:
+    """Order the platforms and walk them, within the route's deadline when it has one."""
+    route = call.route
+    pipeline = route.pipeline
+    if pipeline is not None and pipeline.hedge_delay is not None:
+        raise ConfigError(
+            f"{call.operation} hedges (Policy.hedge): racing platforms needs concurrency; "
+            "await manager.with_fallback(...) for it, or set hedge=NO_HEDGE for this operation",
+            key="hedge",
+        )
+    if book.fleet is not None:
+        raise ConfigError(
+            "shared_state: the fleet link runs on an event loop; call this manager with "
+            "await manager.with_fallback(...)",
+            key="shared_state",
+        )
+    with book.lock:
+        order = decide.plan(call)
+    if pipeline is not None and pipeline.wrappers:
+        call.func = pipeline.wrap(call.operation, call.func, blocking=True)
+    ends = None if route.deadline is None else book.clock.now() + route.deadline
+    try:
+        answer: Answer = drive(book, workers, call, walk(book, call, order), ends)
+    except OutOfTime:
+        book.finish(call, None)
+        raise decide.give_up(call, f"deadline of {route.deadline:g}s exceeded") from None
+    except Exception:
+        book.finish(call, None)
+        raise
+    book.finish(call, answer[1].name)
+    return answer
+
+
+def drive(book: Book, workers: Workers, call: Call, steps: Steps, ends: float | None = None) -> Any:
+    """Run a walk to its end, executing each effect by blocking (never past ``ends``)."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            with book.lock:
+                effect = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        reply = error = None
+        try:
+            if type(effect) is Invoke:
+                reply = _invoke(book, workers, call, effect, ends)
+            elif type(effect) is Sleep:
+                _sleep(book, effect.seconds, ends)
+            elif type(effect) is Slot:
+                reply = _acquire_slot(book, effect.limiter, ends)
+            else:
+                assert type(effect) is Lease
+                raise AssertionError("no fleet lease without shared state")
+        except BaseException as exc:
+            error = exc
+
+
+def _remaining(book: Book, ends: float | None) -> float:
+    """Seconds left before ``ends`` (``inf`` without a deadline); :class:`OutOfTime` if none."""
+    if ends is None:
+        return math.inf
+    left = ends - book.clock.now()
+    if left <= 0:
+        raise OutOfTime
+    return left
+
+
+def _invoke(book: Book, workers: Workers, call: Call, effect: Invoke, ends: float | None) -> Tried:
+    clock = book.clock
+    pair = effect.pair
+    started = clock.now()
+    try:
+        if call.tracer is None:
+            result = _attempt(book, workers, call, pair, effect.func, ends)
+        else:
+            with attempt_span(book, call, pair, OutOfTime):
+                result = _attempt(book, workers, call, pair, effect.func, ends)
+    except BaseException as exc:
+        return Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
+    return Tried(True, result, started, clock.now())
+
+
+def _attempt(
+    book: Book, workers: Workers, call: Call, pair: Pair, func: Operation, ends: float | None
+) -> Any:
+    """One attempt: inline, or in a worker thread when a timeout or the deadline bounds it."""
+    pipeline = call.route.pipeline
+    limit = None if pipeline is None or not pipeline.timeouts else pipeline.attempt_limit(pair)
+    left = _remaining(book, ends)
+    if limit is None and math.isinf(left):
+        return _blocking_result(func(pair.spec, *call.args, **call.kwargs), func)
+    future = workers.submit(func, pair.spec, call.args, call.kwargs)
+    wait = left if limit is None else min(limit, left)
+    try:
+        result = future.result(timeout=wait)
+    except FutureTimeout:
+        future.cancel()  # not started yet: never runs; running: its result is dropped
+        if limit is not None and limit <= left:
+            raise AttemptTimeout(limit) from None
+        raise OutOfTime from None
+    return _blocking_result(result, func)
+
+
+def _sleep(book: Book, seconds: float, ends: float | None) -> None:
+    left = _remaining(book, ends)
+    sleep = getattr(book.clock, "sleep_blocking", None) or time.sleep
+    sleep(min(seconds, left))
+    if seconds >= left:
+        raise OutOfTime
+
+
+def _acquire_slot(book: Book, limiter: Limiter, ends: float | None) -> bool:
+    """Wait up to the limiter's ``max_wait`` (and the deadline) for a slot handed over."""
+    handed = threading.Event()
+    with book.lock:
+        if limiter.try_acquire():
+            return True
+        limiter.enqueue(handed)
+    try:
+        wait = min(limiter.max_wait, _remaining(book, ends))
+        got = handed.wait(None if math.isinf(wait) else wait)
+    except BaseException:  # interrupted (or out of time): leave the queue, pass on a slot
+        with book.lock:
+            limiter.leave(handed, handed.is_set())
+        raise
+    with book.lock:
+        if got or handed.is_set():
+            return True  # the releaser passed its slot on: in_use already counts it
+        limiter.leave(handed, False)
+    if wait < limiter.max_wait:
+        raise OutOfTime
+    return False
