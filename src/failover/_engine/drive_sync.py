@@ -51,6 +51,11 @@ class OutOfTime(BaseException):
     so the walk gives its permit back; the call then ends with ``AllPlatformsFailed``)."""
 
 
+class Misused(ConfigError):
+    """The operation cannot run synchronously (it returned an awaitable). Like a cancelled
+    attempt it counts for nothing: its permit goes back and it ends the call unchanged."""
+
+
 class Workers:
     """The threads that run bounded attempts (timeouts, deadlines); made on first use."""
 
@@ -123,7 +128,7 @@ def _fast(
         clock = book.clock
         started = clock.now()
         try:
-            result = _blocking_result(func(pair.spec, *args, **kwargs), func)
+            result = func(pair.spec, *args, **kwargs)
         except BaseException as exc:
             call = Call(book, route, func, args, kwargs, context)
             call.tries = 1
@@ -131,6 +136,7 @@ def _fast(
             answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
             return answer
         ended = clock.now()
+        _refuse_awaitable(result, func)
         book.ready_success(pair, ended - started, ended)
         if debug:
             decide.completed(route.operation, pair)
@@ -140,19 +146,19 @@ def _fast(
     return walked
 
 
-def _blocking_result(result: Any, func: Operation) -> Any:
-    """``result``, unless a plain function handed back an awaitable: nothing would run it."""
+def _refuse_awaitable(result: Any, func: Operation) -> None:
+    """Raise :class:`Misused` if a plain function handed back an awaitable: nothing would run
+    it (it is closed, so no "never awaited" warning and no side effect)."""
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)
         if close is not None:
-            close()  # a coroutine never awaited: closed, so no warning and no side effect
+            close()
         name = getattr(func, "__qualname__", repr(func))
-        raise ConfigError(
+        raise Misused(
             f"{name} returned an awaitable to a synchronous call: await "
             "manager.with_fallback(...) instead, or return the result itself",
             key="operation_func",
         )
-    return result
 
 
 def _observed(book: Book, workers: Workers, call: Call) -> Answer:
@@ -266,7 +272,8 @@ def _invoke(book: Book, workers: Workers, call: Call, effect: Invoke, ends: floa
             with attempt_span(book, call, pair, OutOfTime):
                 result = _attempt(book, workers, call, pair, effect.func, ends)
     except BaseException as exc:
-        return Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
+        uncounted = not isinstance(exc, Exception) or isinstance(exc, Misused)
+        return Tried(False, exc, started, clock.now(), uncounted)
     return Tried(True, result, started, clock.now())
 
 
@@ -278,7 +285,9 @@ def _attempt(
     limit = None if pipeline is None or not pipeline.timeouts else pipeline.attempt_limit(pair)
     left = _remaining(book, ends)
     if limit is None and math.isinf(left):
-        return _blocking_result(func(pair.spec, *call.args, **call.kwargs), func)
+        result = func(pair.spec, *call.args, **call.kwargs)
+        _refuse_awaitable(result, func)
+        return result
     future = workers.submit(func, pair.spec, call.args, call.kwargs)
     wait = left if limit is None else min(limit, left)
     try:
@@ -288,7 +297,8 @@ def _attempt(
         if limit is not None and limit <= left:
             raise AttemptTimeout(limit) from None
         raise OutOfTime from None
-    return _blocking_result(result, func)
+    _refuse_awaitable(result, func)
+    return result
 
 
 def _sleep(book: Book, seconds: float, ends: float | None) -> None:

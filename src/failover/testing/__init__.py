@@ -130,6 +130,23 @@ class ScriptedOperation:
         self.calls: list[str] = []
 
     async def __call__(self, platform: PlatformSpec, *args: Any, **kwargs: Any) -> Any:
+        outcome = self._next(platform)
+        if callable(outcome):
+            result = outcome(platform)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+        await anyio.lowlevel.checkpoint()
+        return outcome
+
+    def blocking(self, platform: PlatformSpec, *args: Any, **kwargs: Any) -> Any:
+        """The same script as a plain function, for ``with_fallback_sync`` and sync
+        ``@fallback`` (``calls`` records both)."""
+        outcome = self._next(platform)
+        return outcome(platform) if callable(outcome) else outcome
+
+    def _next(self, platform: PlatformSpec) -> Any:
+        """The next outcome for ``platform`` (an exception is raised here)."""
         self.calls.append(platform.name)
         outcomes = self._script.get(platform.name)
         if not outcomes:
@@ -140,12 +157,6 @@ class ScriptedOperation:
             outcome = outcomes.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
-        if callable(outcome):
-            result = outcome(platform)
-            if hasattr(result, "__await__"):
-                result = await result
-            return result
-        await anyio.lowlevel.checkpoint()
         return outcome
 
 
