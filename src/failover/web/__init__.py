@@ -15,7 +15,7 @@ from failover.web._admin import admin_routes, check_token
 from failover.web._app import build
 from failover.web._feed import Feed, attach
 from failover.web._hub import Hub
-from failover.web._serve import serve
+from failover.web._serve import serve, serving
 from failover.web._snapshot import snapshot
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from failover._manager import PlatformManager
 
-__all__ = ["create_app", "serve", "snapshot"]
+__all__ = ["create_app", "serve", "serving", "snapshot"]
 
 
 def create_app(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -62,3 +64,14 @@ def _in_trio() -> bool:
     # Without importing trio: a program that never imported it is not running on it.
     trio = sys.modules.get("trio")
     return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+@asynccontextmanager
+async def serving(app: Any, host: str = "127.0.0.1", port: int = 8000) -> AsyncIterator[str]:
+    """Serve ``app`` in the background for the ``async with`` block; yields the base URL."""
+    async with anyio.create_task_group() as tasks:
+        url: str = await tasks.start(serve, app, host, port)
+        try:
+            yield url
+        finally:
+            tasks.cancel_scope.cancel()
