@@ -10,7 +10,7 @@ const COLUMNS = [
   ["failures", "num"], ["p50", "num wide"], ["p95", "num"], ["cost", "num wide"], ["last error", "wide"],
 ];
 
-const view = { admin: false, operations: new Map(), history: new Map(), snapshot: null, receivedAt: 0, feedSeq: 0 };
+const view = { firstPoint: Date.now() / 1000, admin: false, operations: new Map(), history: new Map(), snapshot: null, receivedAt: 0, feedSeq: 0 };
 
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -166,11 +166,16 @@ function series(points, pick) {
   return out;
 }
 
+// The charts fill their width from the first point on, up to HISTORY seconds.
+function chartSpan(now) {
+  return Math.min(HISTORY, Math.max(10, now - view.firstPoint));
+}
+
 function lineChart(svg, lines, fixedMax) {
   svg.replaceChildren();
   const width = svg.clientWidth || 300, height = svg.clientHeight || 140, pad = 28;
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const now = Date.now() / 1000, span = HISTORY;
+  const now = Date.now() / 1000, span = chartSpan(now);
   let max = fixedMax || 0;
   if (!fixedMax) for (const line of lines) for (const p of line.points) max = Math.max(max, p.v || 0);
   max = max || 1;
@@ -192,7 +197,7 @@ function timeline(svg, rows) {
   svg.replaceChildren();
   const width = svg.clientWidth || 300, height = svg.clientHeight || 140, pad = 28;
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const now = Date.now() / 1000, span = HISTORY;
+  const now = Date.now() / 1000, span = chartSpan(now);
   const band = Math.min(18, (height - 14) / Math.max(rows.length, 1));
   const style = getComputedStyle(document.documentElement);
   rows.forEach((row, index) => {
