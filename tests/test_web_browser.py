@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from browser_support import Page, browser  # noqa: F401  (a fixture)
 
+from browser_support import Page, browser  # noqa: F401  (a fixture)
 from failover import PlatformManager, PlatformSpec
 from failover._observe.scrub import get_logger
 from failover.web import create_app, serving
@@ -83,9 +83,12 @@ def test_the_page_shows_every_platform_and_follows_a_breaker_within_2s(
         portal.call(manager.force_open, "groq", "text_generation")
         page.page.wait_for_selector(f'{groq}[data-state="open"]', timeout=2000)
         assert time.monotonic() - opened_at < 2.0
-        assert page.page.locator(
-            '[data-operation="text_generation"] tr.selected'
-        ).get_attribute("data-platform") == "openai"
+        assert (
+            page.page.locator('[data-operation="text_generation"] tr.selected').get_attribute(
+                "data-platform"
+            )
+            == "openai"
+        )
         # The feed says what happened, as the manager's log does.
         page.page.wait_for_selector("#feed li:has-text('opened by hand')", timeout=2000)
         # Read-only by default: no admin column, no action button, and the routes do not exist.
@@ -128,9 +131,10 @@ def test_admin_actions_appear_only_with_a_token_and_work_with_it(
             groq = ROW.format(operation="text_generation", platform="groq")
             page.page.click(f'{groq} [data-action="force-open"]')
             page.page.wait_for_selector(f'{groq}[data-state="open"]', timeout=2000)
-            assert manager.get_health_status()["groq"]["operations"]["text_generation"][
-                "state"
-            ] == "open"
+            assert (
+                manager.get_health_status()["groq"]["operations"]["text_generation"]["state"]
+                == "open"
+            )
             assert page.errors == []
         finally:
             page.close()
@@ -155,9 +159,11 @@ def _hostile_snapshot() -> dict[str, Any]:
         "cost": 0.0,
         "last_error_kind": HOSTILE,
     }
-    return {"time": time.time(), "ok": True, "operations": [
-        {"name": HOSTILE, "usable": True, "platforms": [row]}
-    ]}
+    return {
+        "time": time.time(),
+        "ok": True,
+        "operations": [{"name": HOSTILE, "usable": True, "platforms": [row]}],
+    }
 
 
 def test_names_models_and_error_texts_are_shown_as_text_never_run(

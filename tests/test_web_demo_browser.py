@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from browser_support import Page, browser  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.browser
@@ -50,8 +51,21 @@ def _read_url(process: subprocess.Popen[str], deadline: float) -> str:
 @pytest.fixture
 def demo() -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "failover.cli", "demo", "--dashboard", "--port", "0",
-         "--requests", "400", "--rate", "40", "--hold", "60"],
+        [
+            sys.executable,
+            "-m",
+            "failover.cli",
+            "demo",
+            "--dashboard",
+            "--port",
+            "0",
+            "--requests",
+            "400",
+            "--rate",
+            "40",
+            "--hold",
+            "60",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -101,8 +101,7 @@ def add_parser(subparsers: Any) -> None:
         type=rate,
         default=float("inf"),
         metavar="S",
-        help="with --dashboard: keep the page up S seconds after the burst (default: until "
-        "Ctrl-C)",
+        help="with --dashboard: keep the page up S seconds after the burst (default: until Ctrl-C)",
     )
     parser.set_defaults(handler=run)
 

@@ -14,6 +14,7 @@ from failover._core.errors import ConfigError
 from failover.web._admin import admin_routes, check_token
 from failover.web._app import build
 from failover.web._feed import Feed, attach
+from failover.web._fleet import create_fleet_app, publish_health
 from failover.web._hub import Hub
 from failover.web._serve import serve, serving
 from failover.web._snapshot import snapshot
@@ -23,7 +24,14 @@ if TYPE_CHECKING:
 
     from failover._manager import PlatformManager
 
-__all__ = ["create_app", "serve", "serving", "snapshot"]
+__all__ = [
+    "create_app",
+    "create_fleet_app",
+    "publish_health",
+    "serve",
+    "serving",
+    "snapshot",
+]
 
 
 def create_app(
@@ -58,7 +66,7 @@ def create_app(
         return status, ready
 
     app = build(
-        Hub(source, refresh, feed),
+        Hub(source, refresh, feed, manager.clock.now),
         health,
         admin=token is not None,
         extra_routes=None if token is None else admin_routes(manager, token),

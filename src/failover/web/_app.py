@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -106,8 +107,11 @@ def _last_seq(request: Request) -> int:
 
 
 async def _stream(hub: Hub, since: int) -> AsyncIterator[str]:
-    async for current, lines in hub.updates(since):
-        seq = lines[-1]["seq"] if lines else since
-        since = seq
-        payload = json.dumps({"snapshot": current, "feed": lines}, separators=(",", ":"))
-        yield f"id: {seq}\nevent: state\ndata: {payload}\n\n"
+    # aclosing: on trio an async generator left unfinished (the client went away) must be
+    # closed here, not by the garbage collector.
+    async with aclosing(hub.updates(since)) as updates:
+        async for current, lines in updates:
+            seq = lines[-1]["seq"] if lines else since
+            since = seq
+            payload = json.dumps({"snapshot": current, "feed": lines}, separators=(",", ":"))
+            yield f"id: {seq}\nevent: state\ndata: {payload}\n\n"

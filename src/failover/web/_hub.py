@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -21,8 +21,15 @@ Source = Callable[[], Awaitable[dict[str, Any]]]
 class Hub:
     """Snapshots from ``source`` at most once per ``refresh`` seconds, and the feed."""
 
-    def __init__(self, source: Source, refresh: float, feed: Feed) -> None:
+    def __init__(
+        self,
+        source: Source,
+        refresh: float,
+        feed: Feed,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
+        self._now = now
         self.refresh = refresh
         self.feed = feed
         self._taken_at = -float("inf")
@@ -34,9 +41,9 @@ class Hub:
     async def current(self) -> dict[str, Any]:
         """The latest snapshot, taken now if the last one is older than ``refresh``."""
         async with self._lock:
-            if self._current is None or time.monotonic() - self._taken_at >= self.refresh:
+            if self._current is None or self._now() - self._taken_at >= self.refresh:
                 fresh = await self.source()
-                self._taken_at = time.monotonic()
+                self._taken_at = self._now()
                 compare(self._current, fresh, self.feed)
                 encoded = json.dumps(fresh["operations"], sort_keys=True)
                 if encoded != self._encoded:
@@ -45,7 +52,9 @@ class Hub:
                 self._current = fresh
             return self._current
 
-    async def updates(self, feed_from: int = 0) -> Any:
+    async def updates(
+        self, feed_from: int = 0
+    ) -> AsyncIterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """Stream of ``(snapshot, new feed lines)``; yields when either changed, or every
         15 s so proxies keep the connection open."""
         seen_version, seen_feed, quiet_since = -1, feed_from, time.monotonic()
