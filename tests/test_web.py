@@ -147,7 +147,7 @@ async def test_the_snapshot_says_why_a_platform_is_skipped_and_for_how_long() ->
         await manager.report_success(
             PlatformSpec("fal", "fal-3d", ["image_editing"]), "image_editing", response_time=0.1 * _
         )
-    with pytest.raises(Exception):  # noqa: B017, PT011  (every platform of the chain fails)
+    with pytest.raises(Exception):  # noqa: B017  (every platform of the chain fails)
         await manager.with_fallback("image_editing", fail_credit)
     clock.advance(20)
     rows = {

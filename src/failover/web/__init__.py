@@ -65,12 +65,14 @@ def create_app(
         )
         return status, ready
 
+    hub = Hub(source, refresh, feed, manager.clock.now)
     app = build(
-        Hub(source, refresh, feed, manager.clock.now),
+        hub,
         health,
         admin=token is not None,
         extra_routes=None if token is None else admin_routes(manager, token),
         title=title,
     )
     app.state.failover_feed = feed  # the handler holds feeds weakly: the app keeps its own
+    app.state.failover_hub = hub
     return app
