@@ -65,7 +65,7 @@ async def test_health_is_200_with_the_health_status_while_every_operation_has_a_
 
 
 async def test_health_is_503_when_an_operation_has_no_usable_platform() -> None:
-    manager, clock = make()
+    manager, _ = make()
     app = create_app(manager)
     manager.isolate("groq", "text_generation")
     async with client(app) as http:
@@ -101,7 +101,7 @@ def labels(operation: str, platform: str, model: str, **extra: str) -> tuple[tup
 
 
 async def test_metrics_parse_with_the_prometheus_parser_and_carry_the_health_figures() -> None:
-    manager, clock = make()
+    manager, _ = make()
     for _ in range(3):
         await manager.with_fallback("text_generation", ok)
     await manager.report_failure(
@@ -184,9 +184,11 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_policy() -> None
     assert page.status_code == 200
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert '<script src="static/dashboard.js"' in page.text
-    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    assert "http://" not in page.text
+    assert "https://" not in page.text
     assert script.headers["content-type"].startswith("text/javascript")
-    assert missing.status_code == 404 and unknown.status_code == 404
+    assert missing.status_code == 404
+    assert unknown.status_code == 404
 
 
 async def test_the_state_json_is_read_only_by_default() -> None:
