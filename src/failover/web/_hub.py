@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -54,7 +54,7 @@ class Hub:
 
     async def updates(
         self, feed_from: int = 0
-    ) -> AsyncIterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    ) -> AsyncGenerator[tuple[dict[str, Any], list[dict[str, Any]]], None]:
         """Stream of ``(snapshot, new feed lines)``; yields when either changed, or every
         15 s so proxies keep the connection open."""
         seen_version, seen_feed, quiet_since = -1, feed_from, time.monotonic()
