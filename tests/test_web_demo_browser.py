@@ -85,6 +85,8 @@ def test_the_demo_page_shows_every_platform_and_the_fallbacks(
     demo: str,
     tmp_path: Path,
 ) -> None:
+    from playwright.sync_api import expect
+
     page = Page(browser, viewport={"width": 1280, "height": 1000})
     try:
         page.page.goto(demo + "/")
@@ -99,12 +101,11 @@ def test_the_demo_page_shows_every_platform_and_the_fallbacks(
             timeout=5000,
         )
         page.page.wait_for_selector("#feed li:has-text('Credit issue on stability')", timeout=5000)
-        page.page.wait_for_selector("#chart-rps polyline", timeout=5000)
+        page.page.wait_for_selector("#chart-rps polyline", state="attached", timeout=5000)
         # A few seconds of traffic, so the charts have something to show.
-        page.page.wait_for_function(
-            "document.querySelector('#chart-rps polyline')?.getAttribute('points')"
-            ".split(' ').length >= 5",
-            timeout=10000,
+        # (expect polls with Playwright's injected script: the page's CSP forbids eval.)
+        expect(page.page.locator("#chart-rps polyline").last).to_have_attribute(
+            "points", re.compile(r"^(\S+ ){4,}\S+$"), timeout=10000
         )
         assert page.page.locator("[data-action]").count() == 0
         shot = tmp_path / "dashboard.png"
