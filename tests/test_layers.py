@@ -54,7 +54,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "manager",
         ("failover._manager", "failover._config_report", "failover.decorators", "failover"),
     ),
-    ("integrations", ("failover.http", "failover.redis", "failover.telemetry", "failover.testing")),
+    (
+        "integrations",
+        (
+            "failover.http",
+            "failover.redis",
+            "failover.telemetry",
+            "failover.testing",
+            "failover.web",
+        ),
+    ),
     ("cli", ("failover.cli",)),
 )
 
@@ -131,6 +140,17 @@ def test_only_the_cli_imports_the_cli() -> None:
         for name, path in modules()
         if not (name == "failover.cli" or name.startswith("failover.cli."))
         and any(m == "failover.cli" or m.startswith("failover.cli.") for m in own_imports(path))
+    )
+    assert importers == []
+
+
+def test_only_the_cli_imports_the_dashboard() -> None:
+    """``failover.web`` is a leaf: the library runs without its extra installed."""
+    importers = sorted(
+        name
+        for name, path in modules()
+        if not name.startswith(("failover.web", "failover.cli"))
+        and any(m == "failover.web" or m.startswith("failover.web.") for m in own_imports(path))
     )
     assert importers == []
 

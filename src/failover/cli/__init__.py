@@ -1,4 +1,5 @@
-"""The ``failover`` command: ``demo``, ``fake-providers``, ``check-config`` and ``health``.
+"""The ``failover`` command: ``demo``, ``fake-providers``, ``check-config``, ``health``,
+``dashboard`` and ``top``.
 
 Each subcommand is a module with ``add_parser(subparsers)``, which declares its arguments and
 sets ``handler``; :data:`COMMANDS` lists them in the order ``--help`` shows. A handler returns
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from failover import __version__
 from failover._core.errors import ConfigError
-from failover.cli import check_config, demo, fake_providers, health
+from failover.cli import check_config, dashboard, demo, fake_providers, health, top
 from failover.cli._common import PROG, CommandError
 
 #: Each subcommand's ``add_parser``, in the order ``failover --help`` lists them.
@@ -24,6 +25,8 @@ COMMANDS: Final[tuple[Callable[[Any], None], ...]] = (
     fake_providers.add_parser,
     check_config.add_parser,
     health.add_parser,
+    dashboard.add_parser,
+    top.add_parser,
 )
 
 

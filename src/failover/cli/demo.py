@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from failover._observe.scrub import ScrubbingFilter, get_logger
 from failover.cli._common import BACKENDS, positive_int, rate, require, run_async
+from failover.cli._dashboard_common import add_serving_arguments, demo_watcher
 
 if TYPE_CHECKING:
     from failover.cli._demo.report import PlainReporter, RichReporter
@@ -88,6 +89,20 @@ def add_parser(subparsers: Any) -> None:
         default="asyncio",
         help="the event loop to run on (default: %(default)s)",
     )
+    dashboard = parser.add_argument_group("live dashboard")
+    dashboard.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the live dashboard while the demo runs (needs the web extra)",
+    )
+    add_serving_arguments(dashboard)
+    dashboard.add_argument(
+        "--hold",
+        type=rate,
+        default=float("inf"),
+        metavar="S",
+        help="with --dashboard: keep the page up S seconds after the burst (default: until Ctrl-C)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -117,7 +132,14 @@ def run(args: argparse.Namespace) -> int:
     stop_tracing = _start_tracing(endpoint, reporter.note) if endpoint else None
     try:
         with _library_logs(reporter.note if args.verbose else None), reporter:
-            result = run_async(args.backend, run_demo, options, reporter, base_environ=os.environ)
+            watch = (
+                demo_watcher(args.host, args.port, args.hold, reporter.note)
+                if args.dashboard
+                else None
+            )
+            result = run_async(
+                args.backend, run_demo, options, reporter, base_environ=os.environ, watch=watch
+            )
     finally:
         if stop_tracing is not None:
             stop_tracing()

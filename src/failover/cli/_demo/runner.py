@@ -14,7 +14,8 @@ import ssl
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -168,9 +169,17 @@ def demo_environ(settings: Mapping[str, Any], base: Mapping[str, str]) -> dict[s
 
 
 async def run_demo(
-    options: DemoOptions, reporter: Reporter, *, base_environ: Mapping[str, str] | None = None
+    options: DemoOptions,
+    reporter: Reporter,
+    *,
+    base_environ: Mapping[str, str] | None = None,
+    watch: Callable[[PlatformManager], AbstractAsyncContextManager[object]] | None = None,
 ) -> DemoResult:
-    """Start the fake providers, play ``options.scenario`` against them, return the numbers."""
+    """Start the fake providers, play ``options.scenario`` against them, return the numbers.
+
+    ``watch(manager)`` (the dashboard) is entered before the first request and left after
+    the last.
+    """
     settings = demo_manager_settings()
     environ = demo_environ(settings, {} if base_environ is None else base_environ)
     scenario = SCENARIOS[options.scenario]
@@ -189,7 +198,8 @@ async def run_demo(
         base_urls = {name: server.base_url(name) for name in _platform_names(manager)}
         clients = DemoClients(http_client, base_urls, lambda env: environ.get(env or "", ""))
         run = _Run(manager, clients, server, scenario, options, reporter, result)
-        await run.play()
+        async with nullcontext() if watch is None else watch(manager):
+            await run.play()
         result.health = manager.get_health_status()
         result.priorities = {
             operation: [spec.name for spec in manager.platforms(operation)]
