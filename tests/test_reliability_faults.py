@@ -81,3 +81,61 @@ async def test_a_dead_primary_for_weeks_still_falls_back_every_time() -> None:
     pair = m.get_health_status()["alpha"]["operations"][TEXT]
     assert pair["state"] == "half_open"  # the open duration passed: the next call probes
     assert m._pairs["alpha", TEXT].breaker.reopen_count == 1099  # the first call opened it
+
+
+# -- G: health on far-future deadlines -----------------------------------------------------------
+
+#: What ``get_health_status()`` shows for a finite deadline past the calendar's end.
+LAST_INSTANT = "9999-12-31T23:59:59.999999+00:00"
+
+
+def strict_json(status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` through strict JSON (no NaN or infinity) and back."""
+    loaded: dict[str, Any] = json.loads(json.dumps(status, allow_nan=False))
+    return loaded
+
+
+@pytest.mark.parametrize("seconds", [1e12, 1e300])
+async def test_g_health_shows_a_far_future_open_deadline_as_the_last_instant(
+    seconds: float,
+) -> None:
+    clock = FakeClock()
+    m = manager(clock, cache_ttl_seconds=seconds)
+    m.force_open("alpha", TEXT, seconds=seconds)
+    await m.report_failure(SPECS[1], TEXT, ConnectionError("down"))
+    status = strict_json(m.get_health_status())
+    pair = status["alpha"]["operations"][TEXT]
+    assert (pair["state"], pair["open_until"], pair["isolated"]) == ("open", LAST_INSTANT, False)
+    assert status["beta"]["last_failure"] == "2026-01-01T00:00:00+00:00"
+
+
+async def test_g_health_shows_an_infinite_open_deadline_as_isolated() -> None:
+    m = manager(FakeClock())
+    m.force_open("alpha", TEXT, seconds=math.inf)
+    pair = strict_json(m.get_health_status())["alpha"]["operations"][TEXT]
+    assert (pair["state"], pair["open_until"], pair["isolated"]) == ("open", None, True)
+
+
+@pytest.mark.parametrize("seconds", [1e12, 1e300])
+async def test_g_health_shows_far_future_cooldowns_as_the_last_instant(seconds: float) -> None:
+    from failover import CreditExhausted, RateLimited
+
+    m = manager(FakeClock(), cache_ttl_seconds=seconds, rate_limit_max_seconds=math.inf)
+    await m.report_failure(SPECS[0], TEXT, CreditExhausted("out of credits"))
+    await m.report_failure(SPECS[1], TEXT, RateLimited("slow down", retry_after=seconds))
+    status = strict_json(m.get_health_status())
+    assert status["alpha"]["cooldown_until"] == LAST_INSTANT
+    assert status["beta"]["operations"][TEXT]["cooldown_until"] == LAST_INSTANT
+    assert not status["alpha"]["is_healthy"]
+
+
+async def test_g_health_reads_an_infinite_cooldown_as_no_date() -> None:
+    from failover import AuthFailed
+
+    m = manager(FakeClock(), auth_cooldown_seconds=math.inf)
+    await m.report_failure(SPECS[0], TEXT, AuthFailed("bad key"))
+    status = strict_json(m.get_health_status())
+    assert (status["alpha"]["cooldown_reason"], status["alpha"]["cooldown_until"]) == (
+        "auth",
+        None,
+    )

@@ -43,12 +43,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: What health shows for a finite deadline past the calendar's end (year 9999): ``1e12`` s
+#: from now is "as good as never" to a reader, and must not crash the health report.
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC).isoformat()
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC).isoformat()
+
+
 def _iso(clock: Clock, monotonic: float | None) -> str | None:
-    if monotonic is None:
+    """A clock reading as an ISO-8601 UTC date; ``None`` for no reading or an infinite one
+    (isolated: open until reset), the calendar's last instant past year 9999."""
+    if monotonic is None or not math.isfinite(monotonic):
         return None
-    if math.isinf(monotonic):
-        return None
-    return datetime.fromtimestamp(to_wall(clock, monotonic), UTC).isoformat()
+    wall = to_wall(clock, monotonic)
+    try:
+        return datetime.fromtimestamp(wall, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return _LAST_INSTANT if wall > 0 else _FIRST_INSTANT
 
 
 class PlatformManager:
