@@ -17,7 +17,6 @@ import logging
 import math
 from typing import Any
 
-import anyio
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -52,7 +51,8 @@ def test_a_breaker_reopened_thousands_of_times_stays_capped() -> None:
     for reopened in range(1, 3000):
         clock.advance(settings.max_open_seconds)
         permit = breaker.admit()
-        assert permit is not None and permit.is_probe
+        assert permit is not None
+        assert permit.is_probe
         breaker.on_failure(permit)
         assert breaker.state is BreakerState.OPEN
         assert breaker.reopen_count == reopened
@@ -139,3 +139,183 @@ async def test_g_health_reads_an_infinite_cooldown_as_no_date() -> None:
         "auth",
         None,
     )
+
+
+# -- D: exceptions that fight back -----------------------------------------------------------------
+
+
+class StrRaises(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ refused")
+
+
+class ReprRaises(Exception):
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ refused")
+
+
+class BothRaise(StrRaises, ReprRaises):
+    pass
+
+
+class StrNotAString(Exception):
+    def __str__(self) -> Any:
+        return 42
+
+
+class AttributesRaise(StrRaises):
+    """Every attribute classification looks at raises, as a broken proxy object's would."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no reading {name}")
+
+    @property
+    def status_code(self) -> int:
+        raise RuntimeError("status_code refused")
+
+    @property
+    def response(self) -> Any:
+        raise RuntimeError("response refused")
+
+
+class NotAnException(BaseException):
+    """A ``BaseException`` that is not an ``Exception``: not the platform's fault."""
+
+
+def hostile() -> list[Exception]:
+    return [
+        StrRaises("quota"),
+        ReprRaises("boom"),
+        BothRaise(),
+        StrNotAString(),
+        AttributesRaise(),
+        ValueError("x" * 10_000_000),
+    ]
+
+
+HOSTILE_IDS = ["str_raises", "repr_raises", "both_raise", "str_not_str", "attrs_raise", "10MB"]
+
+
+@pytest.mark.parametrize("error", hostile(), ids=HOSTILE_IDS)
+def test_d_classify_reads_a_hostile_exception_as_transient(error: Exception) -> None:
+    assert classify(error).kind is ErrorKind.TRANSIENT
+
+
+def test_d_a_classifier_that_raises_has_no_say() -> None:
+    def refuses(exc: BaseException) -> Any:
+        return "quota" in str(exc)[1000]  # a classifier with a bug of its own
+
+    assert classify(StrRaises(), (refuses,)).kind is ErrorKind.TRANSIENT
+
+
+def test_d_a_10mb_message_is_read_in_bounded_time() -> None:
+    import time
+
+    error = ValueError("x" * 10_000_000 + " out of credits")
+    started = time.perf_counter()
+    for _ in range(20):
+        classify(error)
+    assert time.perf_counter() - started < 1.0
+
+
+def traced(clock: FakeClock, **kwargs: Any) -> tuple[PlatformManager, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return manager(clock, tracer_provider=provider, **kwargs), exporter
+
+
+@pytest.mark.parametrize("error", hostile(), ids=HOSTILE_IDS)
+async def test_d_a_hostile_probe_failure_is_booked_and_the_next_platform_answers(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    m, exporter = traced(clock, failure_threshold=1)
+    m.force_open("alpha", TEXT, seconds=60)
+    clock.advance(60)
+    operation = ScriptedOperation({"alpha": [error], "beta": ["from beta"]})
+    with caplog.at_level(logging.DEBUG, logger="failover"):
+        result, spec = await m.with_fallback(TEXT, operation)
+    assert (result, spec.name) == ("from beta", "beta")
+    breaker = m._pairs["alpha", TEXT].breaker
+    assert (breaker.state, breaker.reopen_count, breaker.probes) == (BreakerState.OPEN, 1, [])
+    assert m.get_health_status()["alpha"]["operations"][TEXT]["failures"] == 1
+    failed = [span for span in exporter.get_finished_spans() if "a-1" in span.name]
+    assert len(failed) == 1
+    assert failed[0].attributes is not None
+    assert failed[0].attributes["error.type"] == type(error).__qualname__
+    for event in failed[0].events:
+        assert len(str((event.attributes or {}).get("exception.message", ""))) <= 2048
+    assert all(len(record.getMessage()) < 10_000 for record in caplog.records)
+
+
+@pytest.mark.parametrize("error", hostile(), ids=HOSTILE_IDS)
+async def test_d_every_platform_failing_hostilely_still_tells_the_whole_story(
+    error: Exception,
+) -> None:
+    clock = FakeClock()
+    m, _ = traced(clock)
+    operation = ScriptedOperation({"alpha": [error], "beta": [error]})
+    with pytest.raises(AllPlatformsFailed) as raised:
+        await m.with_fallback(TEXT, operation)
+    attempts = raised.value.attempts
+    assert [(a.platform, a.outcome, a.error_type) for a in attempts] == [
+        ("alpha", "failure", type(error).__qualname__),
+        ("beta", "failure", type(error).__qualname__),
+    ]
+    assert raised.value.last_error is error
+    assert len(str(raised.value)) < 1000
+
+
+async def test_d_a_base_exception_from_a_probe_gives_the_permit_back() -> None:
+    clock = FakeClock()
+    m, _ = traced(clock)
+    m.force_open("alpha", TEXT, seconds=60)
+    clock.advance(60)
+    error = NotAnException("not the platform's fault")
+    operation = ScriptedOperation({"alpha": [error]})
+    with pytest.raises(NotAnException) as raised:
+        await m.with_fallback(TEXT, operation)
+    assert raised.value is error
+    breaker = m._pairs["alpha", TEXT].breaker
+    assert (breaker.state, breaker.probes, breaker.consecutive_failures) == (
+        BreakerState.HALF_OPEN,
+        [],
+        0,
+    )
+    assert breaker.would_admit()
+
+
+@pytest.mark.parametrize("error", hostile(), ids=HOSTILE_IDS)
+async def test_d_report_failure_books_a_hostile_exception(error: Exception) -> None:
+    m = manager(FakeClock(), failure_threshold=1)
+    await m.report_failure(SPECS[0], TEXT, error)
+    assert m.get_health_status()["alpha"]["operations"][TEXT]["state"] == "open"
+
+
+async def test_d_report_failure_of_a_base_exception_counts_nothing() -> None:
+    m = manager(FakeClock(), failure_threshold=1)
+    before = m.get_health_status()
+    await m.report_failure(SPECS[0], TEXT, NotAnException())
+    assert m.get_health_status() == before
+
+
+def test_d_failovers_log_filter_survives_hostile_records(caplog: pytest.LogCaptureFixture) -> None:
+    from failover._observe.scrub import get_logger
+
+    logger = get_logger("failover")
+    with caplog.at_level(logging.DEBUG, logger="failover"):
+        logger.warning("argument %s", BothRaise())
+        try:
+            raise BothRaise()
+        except BothRaise:
+            logger.exception("failed")
+        try:
+            raise ValueError("y" * 10_000_000)
+        except ValueError:
+            logger.exception("failed big")
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0].startswith("argument ")
+    assert messages[1].startswith("failed [BothRaise")
+    assert messages[2].startswith("failed big [ValueError: yyy")
+    assert len(messages[2]) < 10_000
