@@ -138,6 +138,13 @@ class PlatformManager:
         meter_provider: MeterProvider | None,
     ) -> None:
         """Everything the manager runs on, from a plan that was checked whole."""
+        for name, provider, method in (
+            ("tracer_provider", tracer_provider, "get_tracer"),
+            ("meter_provider", meter_provider, "get_meter"),
+        ):
+            if provider is not None:
+                wanted = "an OpenTelemetry " + name.replace("_", " ")
+                validate.provides(name, provider, method, wanted)
         self.failure_threshold = plan.failure_threshold
         self.cache_ttl_seconds = plan.cache_ttl_seconds
         self.fallback_enabled = plan.fallback_enabled
@@ -203,23 +210,27 @@ class PlatformManager:
         return [pair.spec for pair in self._route(operation).pairs]
 
     def _route(self, operation: str) -> Route:
-        route = self._routes.get(operation)
+        route = self._routes.get(operation) if isinstance(operation, str) else None
         if route is None:
-            if operation in BUILTIN_OPERATION_TYPES:
+            if isinstance(operation, str) and operation in BUILTIN_OPERATION_TYPES:
                 return Route(operation, (), None, None)
             raise UnknownOperation(operation, self._known_operations)
         return route
 
-    def _pair(self, platform: PlatformSpec | str, operation: str) -> Pair:
-        name = platform.name if isinstance(platform, PlatformSpec) else platform
+    def _pair(
+        self, platform: PlatformSpec | str, operation: str, parameter: str = "platform"
+    ) -> Pair:
+        """The pair of ``platform`` for ``operation``; ``parameter`` is how the caller's
+        signature names the platform, for the message when it is neither spec nor name."""
         self._route(operation)
+        name = _platform_name(platform, parameter)
         pair = self._pairs.get((name, operation))
         if pair is None:
             names = [pair.spec.name for pair in self._route(operation).pairs]
             raise ConfigError(
                 f"platform {name!r} is not configured for {operation!r} "
                 f"(configured: {', '.join(names) or '(none)'})",
-                key=str(name),
+                key=name,
             )
         return pair
 
@@ -282,7 +293,10 @@ class PlatformManager:
                 f"failover_context must be a mapping, got {type(context).__name__}",
                 key="failover_context",
             )
-        route = self._routes.get(operation) or self._route(operation)
+        try:
+            route = self._routes[operation]
+        except Exception:  # not a key; or unhashable (a list), or its __hash__ raises
+            route = self._route(operation)
         return await start(self._book, route, operation_func, args, kwargs, context)
 
     def _start_call(
@@ -293,14 +307,17 @@ class PlatformManager:
         kwargs: Mapping[str, Any],
     ) -> Awaitable[tuple[Any, PlatformSpec]]:
         """The chain's coroutine for one call, for ``@fallback`` (one coroutine frame less)."""
-        route = self._routes.get(operation) or self._route(operation)
+        try:
+            route = self._routes[operation]
+        except Exception:  # not a key; or unhashable (a list), or its __hash__ raises
+            route = self._route(operation)
         return start(self._book, route, operation_func, args, kwargs, None)
 
     async def report_success(
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """Record a success observed outside ``with_fallback`` (the old manual flow)."""
-        pair = self._pair(spec, operation)
+        pair = self._pair(spec, operation, "spec")
         response_time = self._response_time(response_time)
         self._book.succeeded(pair, None, response_time)
         self._wiring.reported(pair, True, response_time)
@@ -319,7 +336,7 @@ class PlatformManager:
                 f"got {type(error).__name__}",
                 key="error",
             )
-        pair = self._pair(spec, operation)
+        pair = self._pair(spec, operation, "spec")
         verdict = classify(error, pair.classifiers)
         if verdict.kind is ErrorKind.CANCELLED:
             return
@@ -378,14 +395,14 @@ class PlatformManager:
 
     def reset(self, platform: PlatformSpec | str, operation: str | None = None) -> None:
         """Clear breaker state and cool-downs of one pair, or of every pair of ``platform``."""
-        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        name = _platform_name(platform, "platform")
         pairs = (
             [self._pair(name, operation)]
             if operation is not None
             else [pair for pair in self._pairs.values() if pair.spec.name == name]
         )
         if not pairs:
-            raise ConfigError(f"unknown platform {name!r}", key=str(name))
+            raise ConfigError(f"unknown platform {name!r}", key=name)
         for pair in pairs:
             pair.breaker.reset()
             pair.cooldown.clear()
@@ -460,6 +477,8 @@ class PlatformManager:
 
         if operation is not None:
             self._route(operation)
+        if platform is not None:
+            validate.instance("platform", platform, str, "a platform name")
         if platform is not None and platform not in self._platforms:
             raise ConfigError(
                 f"unknown platform {platform!r} (known: {', '.join(sorted(self._platforms))})",
@@ -574,6 +593,12 @@ class PlatformManager:
         return (
             f"<PlatformManager operations={list(self._routes)} platforms={list(self._platforms)}>"
         )
+
+
+def _platform_name(platform: object, parameter: str) -> str:
+    """The name of ``platform`` (a spec or a name), or a ``ConfigError`` naming ``parameter``."""
+    validate.instance(parameter, platform, (PlatformSpec, str), "a PlatformSpec or a platform name")
+    return platform.name if isinstance(platform, PlatformSpec) else str(platform)
 
 
 class _TransitionListener:

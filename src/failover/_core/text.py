@@ -48,8 +48,9 @@ def _digits(value: int) -> int:
     magnitude = abs(value)
     if magnitude.bit_length() < 64:
         return len(str(magnitude))
-    # log10(2) * bits over-counts by at most one; exact enough for a message.
-    return int(magnitude.bit_length() * 0.30102999566398120) + 1
+    # log10(2) * bits over-counts by at most one; a power of ten settles it.
+    digits = int(magnitude.bit_length() * 0.30102999566398120) + 1
+    return digits - 1 if magnitude < 10 ** (digits - 1) else digits
 
 
 def _type_name(value: object) -> str:

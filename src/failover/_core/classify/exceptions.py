@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from failover._core import validate
 from failover._core.classify.body import classify_answer
 from failover._core.classify.kinds import (
     CANCELLED,
@@ -59,7 +60,8 @@ _HTTPX_REQUEST_ERROR: Final = "RequestError"
 def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Classification:
     """Classify ``exc``. ``classifiers`` (per platform) are asked first, in order.
 
-    Never raises: a classifier that raises has no say, and an exception whose text or
+    Never raises for an exception: a classifier that raises, or answers anything but a
+    :class:`Classification`, has no say, and an exception whose text or
     attributes cannot be read is transient. Only the first 4,096 characters of its message
     are read.
     """
@@ -67,7 +69,10 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
     # and SystemExit: none is the platform's fault. Checking the class, not the running
     # loop's cancellation type, keeps this usable outside an event loop.
     if not isinstance(exc, Exception):
+        validate.instance("exc", exc, BaseException, "an exception")
         return CANCELLED
+    if type(classifiers) is not tuple:  # the engine passes tuples; users may pass anything
+        classifiers = validate.callables("classifiers", classifiers)
     for classifier in classifiers:
         try:
             verdict = classifier(exc)
@@ -76,7 +81,7 @@ def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Cl
             # proxy whose attributes raise): one that fails has no say, and the failure is
             # still booked. Raising here would lose the attempt and leak the permit.
             continue
-        if verdict is not None:
+        if isinstance(verdict, Classification):
             return verdict
     try:
         return _classify_builtin(exc, classifiers)
