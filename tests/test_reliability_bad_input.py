@@ -56,6 +56,17 @@ def toml(text: str) -> Callable[[Path], Any]:
     return load
 
 
+def toml_bytes(data: bytes) -> Callable[[Path], Any]:
+    """A case that loads a failover.toml of raw ``data`` (not necessarily UTF-8)."""
+
+    def load(directory: Path) -> Any:
+        path = directory / "failover.toml"
+        path.write_bytes(data)
+        return PlatformManager.from_env(environ={}, config_path=str(path))
+
+    return load
+
+
 def env(**variables: str) -> Callable[[Path], Any]:
     def load(directory: Path) -> Any:
         return PlatformManager.from_env(environ=variables)
@@ -97,6 +108,19 @@ async def _negative_response_time() -> None:
 
 async def _platform_not_in_operation() -> None:
     await manager().report_success(PlatformSpec("stability", "sd"), TEXT)
+
+
+async def _get_platform_unhashable() -> None:
+    await manager().get_platform([])  # type: ignore[arg-type]
+
+
+async def _report_failure_spec_not_a_spec() -> None:
+    await manager().report_failure({}, TEXT, ValueError("x"))  # type: ignore[arg-type]
+
+
+async def _report_success_unhashable_operation() -> None:
+    m = manager()
+    await m.report_success(m.platforms(TEXT)[0], [])  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -475,6 +499,189 @@ CORPUS: list[Case] = [
         ConfigError,
         "manager=",
     ),
+    # -- found by fuzzing (issue 14): unhashable, huge, nested and non-UTF-8 input ----------
+    Case(
+        "continue_on_nested",
+        "continue_on=[[1]]",
+        lambda _: manager(continue_on=[[1]]),
+        ConfigError,
+        "continue_on",
+    ),
+    Case(
+        "threshold_huge",
+        "failure_threshold=10**400",
+        lambda _: manager(failure_threshold=10**400),
+        ConfigError,
+        "failure_threshold",
+    ),
+    Case(
+        "ttl_huge",
+        "cache_ttl_seconds=10**400",
+        lambda _: manager(cache_ttl_seconds=10**400),
+        ConfigError,
+        "cache_ttl_seconds",
+    ),
+    Case(
+        "ttl_infinite",
+        "cache_ttl_seconds=inf",
+        lambda _: manager(cache_ttl_seconds=float("inf")),
+        ConfigError,
+        "cache_ttl_seconds",
+    ),
+    Case(
+        "platform_policies_not_a_mapping",
+        "platform_policies=5",
+        lambda _: manager(platform_policies=5),
+        ConfigError,
+        "platform_policies",
+    ),
+    Case(
+        "classifiers_not_a_mapping",
+        "classifiers=5",
+        lambda _: manager(classifiers=5),
+        ConfigError,
+        "classifiers",
+    ),
+    Case(
+        "classifiers_not_callables",
+        "classifiers={'groq': [5]}",
+        lambda _: manager(classifiers={"groq": [5]}),
+        ConfigError,
+        "classifiers['groq']",
+    ),
+    Case(
+        "environ_not_a_mapping",
+        "environ=1",
+        lambda _: PlatformManager({TEXT: [("groq", "llama")]}, environ=1),  # type: ignore[arg-type]
+        ConfigError,
+        "environ",
+    ),
+    Case(
+        "chaos_not_a_rule",
+        "chaos=0",
+        lambda _: manager(chaos=0),
+        ConfigError,
+        "chaos",
+    ),
+    Case(
+        "tracer_provider_not_a_provider",
+        "tracer_provider=5",
+        lambda _: manager(tracer_provider=5),
+        ConfigError,
+        "tracer_provider",
+    ),
+    Case(
+        "operation_name_trailing_newline",
+        "an operation type ending in a newline",
+        lambda _: manager(priorities={"text_generation\n": [("groq", "llama")]}),
+        ConfigError,
+        "operation type",
+    ),
+    Case(
+        "platform_name_trailing_newline",
+        "PlatformSpec('groq\\n', ...)",
+        lambda _: PlatformSpec("groq\n", "llama"),
+        ConfigError,
+        "PlatformSpec.name",
+    ),
+    Case(
+        "spec_operation_types_nested",
+        "PlatformSpec(operation_types=[['x']])",
+        lambda _: PlatformSpec("groq", "llama", operation_types=[["x"]]),  # type: ignore[arg-type]
+        ConfigError,
+        "operation_types",
+    ),
+    Case(
+        "cost_nan",
+        "PlatformSpec(estimated_cost=nan)",
+        lambda _: PlatformSpec("groq", "llama", estimated_cost=float("nan")),
+        ConfigError,
+        "estimated_cost",
+    ),
+    Case(
+        "priority_huge",
+        "PlatformSpec(priority=10**400)",
+        lambda _: PlatformSpec("groq", "llama", priority=10**400),
+        ConfigError,
+        "priority",
+    ),
+    Case(
+        "classify_not_an_exception",
+        "classify('HTTP 500')",
+        lambda _: failover.classify("HTTP 500"),  # type: ignore[arg-type]
+        ConfigError,
+        "exc",
+    ),
+    Case(
+        "get_platform_unhashable",
+        "get_platform([])",
+        lambda _: _get_platform_unhashable(),
+        UnknownOperation,
+        "[]",
+    ),
+    Case(
+        "report_failure_spec_not_a_spec",
+        "report_failure({}, ...)",
+        lambda _: _report_failure_spec_not_a_spec(),
+        ConfigError,
+        "spec",
+    ),
+    Case(
+        "report_success_unhashable_operation",
+        "report_success(spec, [])",
+        lambda _: _report_success_unhashable_operation(),
+        UnknownOperation,
+        "[]",
+    ),
+    Case(
+        "force_open_platform_unhashable",
+        "force_open([], ...)",
+        lambda _: manager().force_open([], TEXT),  # type: ignore[arg-type]
+        ConfigError,
+        "platform",
+    ),
+    Case(
+        "reset_health_platform_unhashable",
+        "reset_health(platform=[])",
+        lambda _: manager().reset_health(platform=[]),  # type: ignore[arg-type]
+        ConfigError,
+        "platform",
+    ),
+    Case(
+        "record_cost_huge",
+        "record_cost(cost=10**400)",
+        lambda _: manager().record_cost("groq", TEXT, 10**400),
+        ConfigError,
+        "cost",
+    ),
+    Case(
+        "toml_not_utf8",
+        "a failover.toml that is not UTF-8",
+        toml_bytes(b"[failover]\ncache_ttl_seconds = 300 # caf\xe9\n"),
+        ConfigError,
+        "failover.toml",
+    ),
+    Case(
+        "toml_integer_5000_digits",
+        "an integer of 5,000 digits in the file",
+        toml("[failover]\nfailure_threshold = " + "9" * 5000 + "\n"),
+        ConfigError,
+        "failover.failure_threshold",
+    ),
+    Case(
+        "toml_integer_400_digits",
+        "an integer of 400 digits in the file",
+        toml("[failover]\nfailure_threshold = " + "9" * 400 + "\n"),
+        ConfigError,
+        "failover.failure_threshold",
+    ),
+    Case(
+        "toml_nested_3000_deep",
+        "arrays nested 3,000 deep in the file",
+        toml("[failover]\ncontinue_on = " + "[" * 3000 + "]" * 3000 + "\n"),
+        ConfigError,
+        "failover.continue_on",
+    ),
 ]
 
 
@@ -571,6 +778,9 @@ def render(directory: Path) -> str:
         "valid, infinity only where it means off or forever). `PlatformManager` checks all its",
         "arguments into a plan (`src/failover/_config/plan.py`) before it builds anything, in a",
         "fixed order: when several are wrong, the first in that order is reported.",
+        "A value is shown as its `repr` cut to 200 characters; an integer of more than 200",
+        "digits, or a value whose `repr` fails or recurses too deep, is described instead",
+        "(`<an integer of 401 digits>`). Integer settings are at most `2**63 - 1`.",
         "",
         "This table is generated from the test corpus in",
         "`tests/test_reliability_bad_input.py` (a test fails if the two differ); regenerate",

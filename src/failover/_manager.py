@@ -44,12 +44,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: What health shows for a finite deadline past the calendar's end (year 9999): ``1e12`` s
+#: from now is "as good as never" to a reader, and must not crash the health report.
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC).isoformat()
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC).isoformat()
+
+
 def _iso(clock: Clock, monotonic: float | None) -> str | None:
-    if monotonic is None:
+    """A clock reading as an ISO-8601 UTC date; ``None`` for no reading or an infinite one
+    (isolated: open until reset), the calendar's last instant past year 9999."""
+    if monotonic is None or not math.isfinite(monotonic):
         return None
-    if math.isinf(monotonic):
-        return None
-    return datetime.fromtimestamp(to_wall(clock, monotonic), UTC).isoformat()
+    wall = to_wall(clock, monotonic)
+    try:
+        return datetime.fromtimestamp(wall, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return _LAST_INSTANT if wall > 0 else _FIRST_INSTANT
 
 
 class PlatformManager:
@@ -129,6 +139,13 @@ class PlatformManager:
         meter_provider: MeterProvider | None,
     ) -> None:
         """Everything the manager runs on, from a plan that was checked whole."""
+        for name, provider, method in (
+            ("tracer_provider", tracer_provider, "get_tracer"),
+            ("meter_provider", meter_provider, "get_meter"),
+        ):
+            if provider is not None:
+                wanted = "an OpenTelemetry " + name.replace("_", " ")
+                validate.provides(name, provider, method, wanted)
         self.failure_threshold = plan.failure_threshold
         self.cache_ttl_seconds = plan.cache_ttl_seconds
         self.fallback_enabled = plan.fallback_enabled
@@ -195,23 +212,27 @@ class PlatformManager:
         return [pair.spec for pair in self._route(operation).pairs]
 
     def _route(self, operation: str) -> Route:
-        route = self._routes.get(operation)
+        route = self._routes.get(operation) if isinstance(operation, str) else None
         if route is None:
-            if operation in BUILTIN_OPERATION_TYPES:
+            if isinstance(operation, str) and operation in BUILTIN_OPERATION_TYPES:
                 return Route(operation, (), None, None)
             raise UnknownOperation(operation, self._known_operations)
         return route
 
-    def _pair(self, platform: PlatformSpec | str, operation: str) -> Pair:
-        name = platform.name if isinstance(platform, PlatformSpec) else platform
+    def _pair(
+        self, platform: PlatformSpec | str, operation: str, parameter: str = "platform"
+    ) -> Pair:
+        """The pair of ``platform`` for ``operation``; ``parameter`` is how the caller's
+        signature names the platform, for the message when it is neither spec nor name."""
         self._route(operation)
+        name = _platform_name(platform, parameter)
         pair = self._pairs.get((name, operation))
         if pair is None:
             names = [pair.spec.name for pair in self._route(operation).pairs]
             raise ConfigError(
                 f"platform {name!r} is not configured for {operation!r} "
                 f"(configured: {', '.join(names) or '(none)'})",
-                key=str(name),
+                key=name,
             )
         return pair
 
@@ -275,13 +296,7 @@ class PlatformManager:
         Returns ``(result, platform)``. A ``failover_context={...}`` keyword is taken out of
         ``kwargs`` and handed to the ordering strategy (e.g. ``{"quality_boost": True}``).
         """
-        context = kwargs.pop("failover_context", None) if kwargs else None
-        if context is not None and not isinstance(context, Mapping):
-            raise ConfigError(
-                f"failover_context must be a mapping, got {type(context).__name__}",
-                key="failover_context",
-            )
-        route = self._routes.get(operation) or self._route(operation)
+        route, context = self._prepare(operation, kwargs)
         return await start(self._book, route, operation_func, args, kwargs, context)
 
     def with_fallback_sync(
@@ -294,14 +309,23 @@ class PlatformManager:
         """:meth:`with_fallback` for synchronous code: ``operation_func`` is a plain function,
         run in the calling thread (in a worker thread when an attempt timeout or a deadline
         bounds it). Same state, same semantics; any number of threads may call at once."""
+        route, context = self._prepare(operation, kwargs)
+        return call_sync(self._book, self._workers, route, operation_func, args, kwargs, context)
+
+    def _prepare(
+        self, operation: str, kwargs: dict[str, Any]
+    ) -> tuple[Route, Mapping[str, Any] | None]:
+        """The route of ``operation``, and the ``failover_context`` taken out of ``kwargs``."""
         context = kwargs.pop("failover_context", None) if kwargs else None
         if context is not None and not isinstance(context, Mapping):
             raise ConfigError(
                 f"failover_context must be a mapping, got {type(context).__name__}",
                 key="failover_context",
             )
-        route = self._routes.get(operation) or self._route(operation)
-        return call_sync(self._book, self._workers, route, operation_func, args, kwargs, context)
+        try:
+            return self._routes[operation], context
+        except Exception:  # not a key; or unhashable (a list), or its __hash__ raises
+            return self._route(operation), context
 
     def _call_path(self, operation: str) -> tuple[Book, Route]:
         """What ``@fallback`` hands the engine for ``operation`` (it keeps them between calls)."""
@@ -317,7 +341,7 @@ class PlatformManager:
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """:meth:`report_success` for synchronous code."""
-        pair = self._pair(spec, operation)
+        pair = self._pair(spec, operation, "spec")
         response_time = self._response_time(response_time)
         with self._book.guard:
             self._book.succeeded(pair, None, response_time)
@@ -347,7 +371,7 @@ class PlatformManager:
                 f"got {type(error).__name__}",
                 key="error",
             )
-        pair = self._pair(spec, operation)
+        pair = self._pair(spec, operation, "spec")
         verdict = classify(error, pair.classifiers)
         if verdict.kind is ErrorKind.CANCELLED:
             return
@@ -407,14 +431,14 @@ class PlatformManager:
 
     def reset(self, platform: PlatformSpec | str, operation: str | None = None) -> None:
         """Clear breaker state and cool-downs of one pair, or of every pair of ``platform``."""
-        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        name = _platform_name(platform, "platform")
         pairs = (
             [self._pair(name, operation)]
             if operation is not None
             else [pair for pair in self._pairs.values() if pair.spec.name == name]
         )
         if not pairs:
-            raise ConfigError(f"unknown platform {name!r}", key=str(name))
+            raise ConfigError(f"unknown platform {name!r}", key=name)
         for pair in pairs:
             pair.breaker.reset()
             pair.cooldown.clear()
@@ -489,6 +513,8 @@ class PlatformManager:
 
         if operation is not None:
             self._route(operation)
+        if platform is not None:
+            validate.instance("platform", platform, str, "a platform name")
         if platform is not None and platform not in self._platforms:
             raise ConfigError(
                 f"unknown platform {platform!r} (known: {', '.join(sorted(self._platforms))})",
@@ -632,6 +658,12 @@ class PlatformManager:
         return (
             f"<PlatformManager operations={list(self._routes)} platforms={list(self._platforms)}>"
         )
+
+
+def _platform_name(platform: object, parameter: str) -> str:
+    """The name of ``platform`` (a spec or a name), or a ``ConfigError`` naming ``parameter``."""
+    validate.instance(parameter, platform, (PlatformSpec, str), "a PlatformSpec or a platform name")
+    return platform.name if isinstance(platform, PlatformSpec) else str(platform)
 
 
 class _TransitionListener:

@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -119,6 +121,10 @@ _ENTRY_KEYS: Final[dict[str, _Rule]] = {
 }
 _SECTIONS: Final = ("failover", "priorities", "operations", "platforms")
 
+_TABLE_HEADER: Final = re.compile(r"\s*\[+([^\]]+)\]+")
+_ASSIGNMENT: Final = re.compile(r"\s*([^=#\[]+?)\s*=")
+_DIGITS: Final = re.compile(r"[0-9_]+")
+
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -142,12 +148,16 @@ def _check_value(value: object, rule: _Rule, *, source: str, key: str) -> Any:
         return validate.flag(key, value, spelling=("true", "false"), source=source)
     if expected is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}", source=source, key=key)
+            raise ConfigError(
+                f"{key} must be a string, got {validate.shown(value)}", source=source, key=key
+            )
         return value
     if expected is list:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(
-                f"{key} must be a list of strings, got {value!r}", source=source, key=key
+                f"{key} must be a list of strings, got {validate.shown(value)}",
+                source=source,
+                key=key,
             )
         return value
     # A file's numbers are finite: TOML's inf and nan are refused.
@@ -189,16 +199,82 @@ def _table(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
 
 
 def read_toml(path: str) -> dict[str, Any]:
-    """The parsed file, or one ``ConfigError`` naming it (missing, unreadable, bad TOML)."""
+    """The parsed file, or one ``ConfigError`` naming it (missing, unreadable, bad TOML,
+    not UTF-8, nested too deep, a number with too many digits)."""
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read()
     except FileNotFoundError:
         raise ConfigError("config file not found", source=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"not valid TOML: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})",
+            source=path,
+        ) from None
+    return parse_toml(text, path)
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """``text`` parsed as TOML, or one ``ConfigError`` naming ``source`` (and the key, where
+    the parser's own error cannot)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table.
+        key = _key_of_line(text, _most_nested)
+        raise ConfigError(
+            f"{key or 'a value'} nests arrays or inline tables too deep to read",
+            source=source,
+            key=key,
+        ) from None
+    except ValueError:
+        # Python refuses to read integers of more than sys.get_int_max_str_digits() digits.
+        key = _key_of_line(text, _has_long_number)
+        raise ConfigError(
+            f"{key or 'a value'} is a number with too many digits "
+            f"(more than {sys.get_int_max_str_digits()})",
+            source=source,
+            key=key,
+        ) from None
+
+
+def _key_of_line(text: str, pick: Callable[[list[str]], int | None]) -> str | None:
+    """The dotted key assigned on the line ``pick`` chooses, for a message the parser's own
+    error cannot give (it fails before it knows the key); ``None`` when there is none."""
+    lines = text.splitlines()
+    index = pick(lines)
+    if index is None:
+        return None
+    table = ""
+    for line in lines[:index]:
+        header = _TABLE_HEADER.match(line)
+        if header:
+            table = header.group(1).strip()
+    assignment = _ASSIGNMENT.match(lines[index])
+    if assignment is None:
+        return None
+    key = assignment.group(1).strip()
+    return f"{table}.{key}" if table else key
+
+
+def _has_long_number(lines: list[str]) -> int | None:
+    limit = sys.get_int_max_str_digits()
+    for index, line in enumerate(lines):
+        if any(len(run.replace("_", "")) > limit for run in _DIGITS.findall(line)):
+            return index
+    return None
+
+
+def _most_nested(lines: list[str]) -> int | None:
+    depths = [line.count("[") + line.count("{") for line in lines]
+    return max(range(len(lines)), key=depths.__getitem__) if lines else None
 
 
 def _entry(
@@ -210,7 +286,9 @@ def _entry(
         name, model = name.strip(), model.strip()
         if not sep or not name or not model:
             raise ConfigError(
-                f"{where} must look like 'platform/model', got {raw!r}", source=source, key=where
+                f"{where} must look like 'platform/model', got {validate.shown(raw)}",
+                source=source,
+                key=where,
             )
         fields: dict[str, Any] = {"name": name, "model": model}
     elif isinstance(raw, dict):
@@ -219,7 +297,9 @@ def _entry(
             raise ConfigError(f"{where} needs both 'name' and 'model'", source=source, key=where)
     else:
         raise ConfigError(
-            f"{where} must be 'platform/model' or a table, got {raw!r}", source=source, key=where
+            f"{where} must be 'platform/model' or a table, got {validate.shown(raw)}",
+            source=source,
+            key=where,
         )
     name = fields["name"]
     known = known_platform(name)
@@ -253,7 +333,8 @@ def _priorities(
             raise ConfigError(str(exc), source=source, key=key) from None
         if not isinstance(entries, list) or not entries:
             raise ConfigError(
-                f"{key} must be a non-empty list of 'platform/model', got {entries!r}",
+                f"{key} must be a non-empty list of 'platform/model', "
+                f"got {validate.shown(entries)}",
                 source=source,
                 key=key,
             )

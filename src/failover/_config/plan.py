@@ -111,7 +111,9 @@ def make_plan(
     )
     ttl = engine.cooldown_seconds
     if policy is not None and not isinstance(policy, Policy):
-        raise ConfigError(f"policy must be a failover.Policy, got {policy!r}", key="policy")
+        raise ConfigError(
+            f"policy must be a failover.Policy, got {validate.shown(policy)}", key="policy"
+        )
     if ordering is not None:
         validate.callable_("ordering", ordering)
     if clock is not None and not isinstance(clock, Clock):
@@ -128,17 +130,22 @@ def make_plan(
         max_open_seconds=_max_open(max_open_seconds, ttl),
     )
     specs = build_specs(default_priorities() if priorities is None else priorities)
-    operation_policies = dict(operation_policies or {})
-    platform_policies = dict(platform_policies or {})
-    classifiers = dict(classifiers or {})
-    check_policies(specs, operation_policies, platform_policies, classifiers)
+    operation_policies = _optional_mapping("operation_policies", operation_policies)
+    platform_policies = _optional_mapping("platform_policies", platform_policies)
+    by_platform: dict[str, tuple[Classifier, ...]] = {
+        name: validate.callables("classifiers", found, label=f"classifiers[{name!r}]", key=name)
+        for name, found in _optional_mapping("classifiers", classifiers).items()
+    }
+    check_policies(specs, operation_policies, platform_policies, by_platform)
     if shared_state is not None and not isinstance(shared_state, SharedState):
         raise ConfigError(
             "shared_state must be a shared-state backend such as "
-            f"failover.redis.RedisSharedState, got {shared_state!r}",
+            f"failover.redis.RedisSharedState, got {validate.shown(shared_state)}",
             key="shared_state",
         )
     base = last_resort_policy(when_all_unavailable, max_wait, policy)
+    if environ is not None:
+        validate.mapping("environ", environ, of=" of variable names to values")
     rules = chaos_rules(chaos, os.environ if environ is None else environ)
     merged = {op: base.then(operation_policies.get(op, Policy())) for op in specs}
     return ManagerPlan(
@@ -152,7 +159,7 @@ def make_plan(
         specs=specs,
         operation_policies=merged,
         pair_policies=pair_policies(specs, merged, platform_policies),
-        classifiers={name: tuple(found) for name, found in classifiers.items()},
+        classifiers=by_platform,
         ordering=ordering if ordering is not None else (cost_order if cost_optimization else None),
         chaos=rules,
         clock=clock if clock is not None else MonotonicClock(),
@@ -199,20 +206,23 @@ def engine_settings(
             bare_type_error=True,
         )
     )
-    if isinstance(continue_on, str) or not isinstance(continue_on, Iterable):
-        raise ConfigError(
-            f"continue_on must be a collection of request-fault reasons, got {continue_on!r}",
-            key="continue_on",
-        )
+    reasons = validate.strings("continue_on", continue_on, of="request-fault reasons")
     return EngineSettings(
         max_attempts=attempts,
         fallback_enabled=bool(flags["fallback_enabled"]),
         monitoring_enabled=bool(flags["monitoring_enabled"]),
-        continue_on=frozenset(continue_on),
+        continue_on=frozenset(reasons),
         cooldown_seconds=ttl,
         auth_cooldown_seconds=auth_cooldown,
         rate_limit_max_seconds=rate_cap,
     )
+
+
+def _optional_mapping(name: str, value: object) -> dict[Any, Any]:
+    """A copy of the mapping ``value``, ``{}`` for ``None``."""
+    if value is None:
+        return {}
+    return dict(validate.mapping(name, value))
 
 
 def _max_open(max_open_seconds: object, ttl: float) -> Any:
@@ -268,11 +278,12 @@ def check_policies(
         for key, value in policies.items():
             if not isinstance(value, Policy):
                 raise ConfigError(
-                    f"{label}[{key!r}] must be a failover.Policy, got {value!r}", key=key
+                    f"{label}[{key!r}] must be a failover.Policy, got {validate.shown(value)}",
+                    key=key,
                 )
     unknown_ops = set(operation_policies) - set(specs)
     if unknown_ops:
-        raise UnknownOperation(sorted(unknown_ops)[0], sorted(specs))
+        raise UnknownOperation(sorted(unknown_ops, key=validate.shown)[0], sorted(specs))
     known_platforms = {spec.name for found in specs.values() for spec in found}
     for label, mapping in (("platform_policies", platform_policies), ("classifiers", classifiers)):
         for name in mapping:
@@ -411,6 +422,6 @@ def _entry_name(operation: str, entry: object) -> str:
         return str(entry[0])
     raise ConfigError(
         f"priorities[{operation!r}] entries must be (name, model) string pairs or "
-        f"PlatformSpec, got {entry!r}",
+        f"PlatformSpec, got {validate.shown(entry)}",
         key=operation,
     )

@@ -55,6 +55,24 @@ class BreakerSettings:
         validate.number("open_backoff", self.open_backoff, at_least=1, allow_inf=True)
 
 
+def open_duration(settings: BreakerSettings, reopen_count: int) -> float:
+    """How long the breaker stays open after its ``reopen_count``-th consecutive re-open:
+    ``reset_timeout * open_backoff ** reopen_count``, at most ``max_open_seconds``.
+
+    Compared in logarithms first: a primary dead for weeks re-opens thousands of times, and
+    ``2.0 ** 1024`` no longer fits a float (``OverflowError`` in the middle of booking a
+    failed probe).
+    """
+    duration = settings.reset_timeout
+    backoff = settings.open_backoff
+    if reopen_count <= 0 or backoff <= 1:
+        return duration
+    ceiling = settings.max_open_seconds
+    if math.log(duration) + reopen_count * math.log(backoff) >= math.log(ceiling):
+        return ceiling
+    return min(duration * backoff**reopen_count, ceiling)
+
+
 class Permit:
     """Admission to make one attempt. A probe permit carries a lease deadline."""
 
@@ -325,13 +343,7 @@ class PairBreaker:
             self._close(Cause.PROBE_SUCCEEDED)
 
     def _open(self, cause: Cause) -> None:
-        settings = self.settings
-        duration = settings.reset_timeout
-        if self.reopen_count and settings.open_backoff > 1:
-            duration = min(
-                duration * settings.open_backoff**self.reopen_count, settings.max_open_seconds
-            )
-        self.open_until = self.clock.now() + duration
+        self.open_until = self.clock.now() + open_duration(self.settings, self.reopen_count)
         self.probes = []
         self.probe_successes = 0
         self._move(BreakerState.OPEN, cause)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from failover._core.text import shown
+
 if TYPE_CHECKING:
     from failover._core.classify import ErrorKind
 
@@ -37,9 +39,10 @@ class UnknownOperation(ConfigError, LookupError):
     def __init__(self, operation: object, known: Sequence[str]):
         self.operation = operation
         self.known = tuple(known)
+        said = shown(operation)
         super().__init__(
-            f"unknown operation type {operation!r}; known: {', '.join(self.known) or '(none)'}",
-            key=str(operation),
+            f"unknown operation type {said}; known: {', '.join(self.known) or '(none)'}",
+            key=operation if isinstance(operation, str) else said,
         )
 
 

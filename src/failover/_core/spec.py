@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -19,8 +17,6 @@ BUILTIN_OPERATION_TYPES: Final[tuple[str, ...]] = (
     TEXT_GENERATION,
     VIDEO_GENERATION,
 )
-
-_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_\-\.]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +40,19 @@ class PlatformSpec:
         from failover._core import validate
         from failover._core.errors import ConfigError
 
-        if not isinstance(self.name, str) or not _IDENTIFIER.match(self.name):
-            raise ConfigError(
-                f"PlatformSpec.name must be a lowercase identifier, got {self.name!r}",
-                key="name",
-            )
+        validate.identifier("name", self.name, label="PlatformSpec.name")
         validate.name("model", self.model, label=f"PlatformSpec.model for {self.name!r}")
         operation_types: object = self.operation_types
-        if not isinstance(operation_types, frozenset):
-            if isinstance(operation_types, str) or not isinstance(operation_types, Iterable):
-                raise ConfigError(
-                    f"PlatformSpec.operation_types for {self.name!r} must be a collection "
-                    f"of operation names, got {self.operation_types!r}",
-                    key="operation_types",
-                )
-            object.__setattr__(self, "operation_types", frozenset(operation_types))
+        if not isinstance(operation_types, frozenset) or not all(
+            isinstance(item, str) and item for item in operation_types
+        ):
+            names = validate.strings(
+                "operation_types",
+                operation_types,
+                of="operation names",
+                label=f"PlatformSpec.operation_types for {self.name!r}",
+            )
+            object.__setattr__(self, "operation_types", frozenset(names))
         for attr in ("estimated_cost", "estimated_time"):
             label = f"PlatformSpec.{attr} for {self.name!r}"
             # inf is allowed: an estimate of "never worth it" sorts last under cost order.
@@ -77,7 +71,7 @@ class PlatformSpec:
         ):
             raise ConfigError(
                 f"PlatformSpec.api_key_env for {self.name!r} must be a variable name or None, "
-                f"got {self.api_key_env!r}",
+                f"got {validate.shown(self.api_key_env)}",
                 key="api_key_env",
             )
 
@@ -141,12 +135,13 @@ def known_platform(name: str) -> KnownPlatform | None:
 
 def check_operation_name(name: object, *, where: str) -> str:
     """Return ``name`` if it is a valid operation type name, else raise ``ConfigError``."""
-    from failover._core.errors import ConfigError
+    from failover._core import validate
 
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ConfigError(
-            f"{where}: operation type must be a lowercase identifier such as "
-            f"'image_editing', got {name!r}",
-            key=str(name),
-        )
-    return name
+    key = name if isinstance(name, str) else validate.shown(name)
+    return validate.identifier(
+        "operation type",
+        name,
+        label=f"{where}: operation type",
+        hint=" such as 'image_editing'",
+        key=key,
+    )

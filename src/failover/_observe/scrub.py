@@ -16,7 +16,11 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from failover._core.text import exception_text
+
 REDACTED: Final = "[REDACTED]"
+#: How much of an exception's message a log line keeps.
+_EXCEPTION_LOG_CHARS: Final = 2048
 
 _KEY_SHAPES: Final = re.compile(
     r"(?:sk|pk|rk|gsk|xai|key|r8|hf|fal)[-_][A-Za-z0-9_\-\*\.]{6,}"
@@ -77,7 +81,12 @@ class ScrubbingFilter(logging.Filter):
     """Formats a record's message and redacts secrets from it (and from exception text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            # An argument whose __str__ raises: a filter that raises would fail the
+            # library's own call at the logging line, so the template stands in.
+            message = f"{record.msg} <arguments that cannot be shown>"
         cleaned = scrub_everywhere(message)
         if cleaned != message or record.args:
             record.msg = cleaned
@@ -87,7 +96,8 @@ class ScrubbingFilter(logging.Filter):
             exc = record.exc_info[1]
             record.exc_info = None
             record.exc_text = None
-            record.msg = f"{record.msg} [{type(exc).__name__}: {scrub_everywhere(str(exc))}]"
+            text = scrub_everywhere(exception_text(exc, 2 * _EXCEPTION_LOG_CHARS))
+            record.msg = f"{record.msg} [{type(exc).__name__}: {text[:_EXCEPTION_LOG_CHARS]}]"
         return True
 
 

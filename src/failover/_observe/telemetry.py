@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from failover._core.text import exception_text
 from failover._core.version import __version__
 from failover._observe.scrub import Scrubber
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from failover._core.spec import PlatformSpec
 
 INSTRUMENTATION_NAME: Final = "failover"
+#: How much of a failed attempt's message its span keeps (``exception.message``).
+_EXCEPTION_MESSAGE_CHARS: Final = 2048
 
 #: failover operation type -> (gen_ai.operation.name, gen_ai.output.type)
 GEN_AI_OPERATIONS: Final[dict[str, tuple[str, str | None]]] = {
@@ -368,13 +371,16 @@ class Telemetry:
         span.set_attribute("error.type", error_type)
         if kind is not None:
             span.set_attribute("failover.error.kind", kind)
-        message = self.scrub(str(error))
+        # Read twice what is kept, then scrub: a 10 MB message costs no 10 MB regex pass,
+        # and a secret cut at the end of the read lies beyond what is kept.
+        message = self.scrub(exception_text(error, 2 * _EXCEPTION_MESSAGE_CHARS))
+        message = message[:_EXCEPTION_MESSAGE_CHARS]
         span.set_status(otel_trace.StatusCode.ERROR, f"{type(error).__name__}: {message}"[:512])
         span.add_event(
             "exception",
             {
                 "exception.type": f"{type(error).__module__}.{type(error).__qualname__}",
-                "exception.message": message[:2048],
+                "exception.message": message,
             },
         )
 

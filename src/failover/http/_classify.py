@@ -35,6 +35,7 @@ from failover._core.errors import (
     RateLimited,
     Transient,
 )
+from failover._core.text import exception_text
 from failover._observe.scrub import Scrubber
 
 #: Longest provider message kept in an exception's text.
@@ -130,7 +131,7 @@ def to_provider_error(
         )
     if isinstance(error, httpx.TimeoutException):
         return Transient(f"timeout ({type(error).__name__})", status_code=None)
-    detail = scrub(str(error))[:MAX_MESSAGE_CHARS]
+    detail = scrub(exception_text(error, 2 * MAX_MESSAGE_CHARS))[:MAX_MESSAGE_CHARS]
     name = type(error).__name__
     return Transient(f"{name}: {detail}" if detail else name, status_code=None)
 

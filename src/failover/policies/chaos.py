@@ -419,10 +419,4 @@ def chaos_rules(
     """The rules a manager starts with: ``chaos=`` if given, else ``$FAILOVER_CHAOS``."""
     if chaos is None:
         return parse_chaos(environ.get(ENV_CHAOS, ""))
-    rules = (chaos,) if isinstance(chaos, Chaos) else tuple(chaos)
-    for rule in rules:
-        if not isinstance(rule, Chaos):
-            raise ConfigError(
-                f"chaos must be a failover.Chaos or a list of them, got {rule!r}", key="chaos"
-            )
-    return rules
+    return validate.instances("chaos", chaos, Chaos, "a failover.Chaos or a list of them")

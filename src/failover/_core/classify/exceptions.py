@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from failover._core import validate
 from failover._core.classify.body import classify_answer
 from failover._core.classify.kinds import (
     CANCELLED,
@@ -36,6 +37,7 @@ from failover._core.classify.kinds import (
 from failover._core.classify.retry_after import retry_after_header
 from failover._core.classify.rules import classify_status, classify_words
 from failover._core.errors import BadRequest, ProviderError, RateLimited
+from failover._core.text import exception_text
 
 #: Exception types that signal a bug, never a provider's answer: their message words are ignored.
 _PROGRAMMING_ERRORS: Final = (
@@ -56,16 +58,41 @@ _HTTPX_REQUEST_ERROR: Final = "RequestError"
 
 
 def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Classification:
-    """Classify ``exc``. ``classifiers`` (per platform) are asked first, in order."""
+    """Classify ``exc``. ``classifiers`` (per platform) are asked first, in order.
+
+    Never raises for an exception: a classifier that raises, or answers anything but a
+    :class:`Classification`, has no say, and an exception whose text or
+    attributes cannot be read is transient. Only the first 4,096 characters of its message
+    are read.
+    """
     # asyncio's CancelledError and trio's Cancelled are BaseExceptions, like KeyboardInterrupt
     # and SystemExit: none is the platform's fault. Checking the class, not the running
     # loop's cancellation type, keeps this usable outside an event loop.
     if not isinstance(exc, Exception):
+        validate.instance("exc", exc, BaseException, "an exception")
         return CANCELLED
+    if type(classifiers) is not tuple:  # the engine passes tuples; users may pass anything
+        classifiers = validate.callables("classifiers", classifiers)
     for classifier in classifiers:
-        verdict = classifier(exc)
-        if verdict is not None:
+        try:
+            verdict = classifier(exc)
+        except Exception:
+            # A classifier is asked about exceptions nobody chose (a raising __str__, a
+            # proxy whose attributes raise): one that fails has no say, and the failure is
+            # still booked. Raising here would lose the attempt and leak the permit.
+            continue
+        if isinstance(verdict, Classification):
             return verdict
+    try:
+        return _classify_builtin(exc, classifiers)
+    except Exception:
+        # Reading the exception raised (a property, a __getattr__): it says nothing
+        # failover can trust, and "transient" is what an unknown failure is.
+        return TRANSIENT
+
+
+def _classify_builtin(exc: Exception, classifiers: tuple[Classifier, ...]) -> Classification:
+    """:func:`classify` after the platform's own classifiers had no verdict."""
     if type(exc).__module__.startswith("httpx"):
         verdict = _classify_httpx(exc)
         if verdict is not None:
@@ -156,7 +183,7 @@ def _body_text(exc: BaseException) -> str:
         text = _response_text(response)
         if text:
             parts.append(text)
-    parts.append(str(exc))
+    parts.append(exception_text(exc))
     return " ".join(parts).lower()
 
 
