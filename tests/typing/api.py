@@ -163,10 +163,8 @@ def synchronous_api() -> None:
     async def async_implementation(platform: PlatformSpec, image: bytes, mask: bytes) -> bytes:
         return mask
 
-    assert_type(
-        manager.with_fallback_sync("image_editing", edit_sync, b""),
-        tuple[list[bytes], PlatformSpec],
-    )
+    answered = manager.with_fallback_sync("image_editing", edit_sync, b"")
+    assert_type(answered, tuple[list[bytes], PlatformSpec])
     manager.with_fallback_sync("image_editing", edit_sync, "text")  # type: ignore[arg-type]
     assert_type(manager.get_platform_sync("image_editing"), PlatformSpec)
     manager.report_success_sync(PlatformSpec("fal", "fal-3d"), "image_editing", response_time=1.0)
