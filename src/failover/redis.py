@@ -623,7 +623,7 @@ class RedisSharedState:
                 self._writing = False
 
     async def _write(self, client: Client, batch: Iterable[_Queued | _Script]) -> None:
-        now = self._now()
+        now, link = self._now(), self._link
         scripts: list[_Script] = []
         async with client.pipeline(transaction=False) as pipe:
             for item in batch:
@@ -631,6 +631,8 @@ class RedisSharedState:
                     scripts.append(item)
                     continue
                 event = item.event
+                if link is not None and event.epoch < link.epoch(event.platform, event.operation):
+                    continue  # an operator acted since (heard while it waited): it would undo that
                 if event.ttl_ms is not None and item.at is not None and now is not None:
                     # Held in the queue (during an outage, say): only the time left goes out.
                     held_ms = int((now - item.at) * 1000)
