@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test chaos lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Fault injection on a fleet of worker processes with its own redis-server (about 30 s).
+chaos: $(STAMP)
+	FAILOVER_CHAOS=1 $(BIN)/python -m pytest -m chaos -s tests/test_fleet_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
