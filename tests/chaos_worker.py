@@ -21,9 +21,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from failover import PlatformManager, Transient  # noqa: E402
-from failover._engine.clock import MonotonicClock  # noqa: E402
-from failover.redis import RedisSharedState  # noqa: E402
+from failover import PlatformManager, Transient
+from failover._engine.clock import MonotonicClock
+from failover.redis import RedisSharedState
 
 OP = "text_generation"
 PRIORITIES = {
