@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test chaos lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ demo: $(STAMP)
 	$(BIN)/failover demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not chaos"
+
+# Fault injection on a fleet of worker processes with its own redis-server (about 30 s).
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos -s tests/test_fleet_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

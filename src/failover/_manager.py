@@ -411,7 +411,7 @@ class PlatformManager:
         pair = self._pair(platform, operation)
         pair.breaker.isolate()
         if self._fleet is not None:
-            self._fleet.pair_opened(pair)
+            self._fleet.operator_set(pair)
 
     def force_open(
         self, platform: PlatformSpec | str, operation: str, seconds: float | None = None
@@ -423,11 +423,14 @@ class PlatformManager:
         pair = self._pair(platform, operation)
         pair.breaker.force_open(seconds)
         if self._fleet is not None:
-            self._fleet.pair_opened(pair)
+            self._fleet.operator_set(pair)
 
     def force_closed(self, platform: PlatformSpec | str, operation: str) -> None:
         """Close the pair and keep it closed whatever fails, until :meth:`reset`."""
-        self._pair(platform, operation).breaker.force_closed()
+        pair = self._pair(platform, operation)
+        pair.breaker.force_closed()
+        if self._fleet is not None:
+            self._fleet.operator_set(pair)
 
     def reset(self, platform: PlatformSpec | str, operation: str | None = None) -> None:
         """Clear breaker state and cool-downs of one pair, or of every pair of ``platform``."""

@@ -7,8 +7,10 @@ successful call never waits for Redis. What goes through Redis:
 - transitions (a pair opens or closes, a platform or pair cools down, an operator resets):
   written as keys that expire at the deadline, and announced on one pub/sub channel so every
   other process applies them at once;
-- the half-open probe: a fleet-wide lease (``SET NX PX``), so the fleet sends
-  ``half_open_max_calls`` probes per pair, not that many per process.
+- the half-open probe: a fleet-wide lease (``SET NX PX``, in a script), so the fleet sends
+  ``half_open_max_calls`` probes per pair, not that many per process. A lease request whose
+  answer never comes (cancelled caller, timeout, hung server) is voided from the background
+  task, so it cannot hold a lease nobody will release.
 
 Key layout (``<ns>`` is the namespace)::
 
@@ -16,20 +18,26 @@ Key layout (``<ns>`` is the namespace)::
     failover:<ns>:cool:<platform>                     platform cool-down (credit, auth)
     failover:<ns>:cool:<platform>:<operation>         pair cool-down (rate limited)
     failover:<ns>:probe:<platform>:<operation>:<n>    probe lease n, value = holder token
+    failover:<ns>:probe:<platform>:<operation>:void:<request>   a voided lease request
+    failover:<ns>:epoch:<platform>[:<operation>]     newest operator epoch (no expiry)
     failover:<ns>:events                              pub/sub channel
 
-Values and messages are the same JSON object: ``{"v": 1, "pid", "kind", "platform",
-"operation", "until_ms", "reason"}``; a process ignores messages carrying its own ``pid``.
+Values and messages are the same JSON object: ``{"v": 2, "pid", "kind", "platform",
+"operation", "ttl_ms", "epoch", "reason"}``; a process ignores messages carrying its own
+``pid``. ``ttl_ms`` is the time left when written; a loading process reads the key's own
+``PTTL`` instead, so no host's wall clock ever matters.
 
 A Redis outage never fails a user call: the process carries on with local state, logs one
-warning, reconnects with backoff, re-syncs (loads the fleet's keys, pushes its own open pairs
-and cool-downs) and logs the recovery. Requires the ``redis`` extra (``pip install
+warning, reconnects with backoff (cut short as soon as a cheap ``PING`` is answered again),
+re-syncs (loads the fleet's keys, pushes its own open pairs and cool-downs) and logs the
+recovery. Requires the ``redis`` extra (``pip install
 failover[redis]``).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import os
@@ -39,7 +47,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 import anyio
@@ -67,14 +75,68 @@ __all__ = ["RedisSharedState", "decode_message", "key_prefix"]
 
 logger = get_logger("failover.redis")
 
-MESSAGE_VERSION: Final = 1
+MESSAGE_VERSION: Final = 2
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _BAD_NAMESPACE_CHARS: Final = frozenset("*?[]\\:{} \t\r\n")
+
+#: While Redis is down, how often a cheap ``PING`` checks whether it is back (seconds), so
+#: the reconnect back-off never delays convergence.
+READY_POLL_SECONDS: Final = 0.2
 
 # Compare-and-delete, so a late release never frees a lease someone else took since.
 _RELEASE_SCRIPT: Final = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
+# KEYS: the request's void key, then one key per slot. Returns the slot taken, or -1. A
+# request voided before it ran (it was stuck in a hung server) takes nothing.
+_ACQUIRE_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[1] .. ':' .. (i - 2), 'NX', 'PX', ARGV[2]) then
+    return i - 2
+  end
+end
+return -1
+"""
+# Same KEYS: voids a request whose answer never came, whichever of the two runs first.
+_VOID_SCRIPT: Final = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+local freed = 0
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] .. ':' .. (i - 2) then
+    redis.call('DEL', KEYS[i])
+    freed = freed + 1
+  end
+end
+return freed
+"""
+# Keeps the highest operator epoch: a late write never lowers it.
+_EPOCH_SCRIPT: Final = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, known = pcall(cjson.decode, current)
+  if ok and type(known) == 'table' and tonumber(known['epoch'] or 0) >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class _Queued(NamedTuple):
+    """An event waiting to be written, with when (manager clock) it was queued."""
+
+    event: SharedEvent
+    at: float | None
+
+
+class _Script(NamedTuple):
+    """A lease release (or a void) waiting to be run."""
+
+    script: str
+    keys: list[str]
+    args: list[str]
 
 
 def key_prefix(namespace: str) -> str:
@@ -144,7 +206,8 @@ def encode_message(event: SharedEvent, pid: str) -> str:
             "kind": event.kind,
             "platform": event.platform,
             "operation": event.operation,
-            "until_ms": event.until_ms,
+            "ttl_ms": event.ttl_ms,
+            "epoch": event.epoch,
             "reason": event.reason,
         },
         separators=(",", ":"),
@@ -160,17 +223,23 @@ def decode_message(data: object) -> tuple[str, SharedEvent] | None:
     if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
         return None
     pid, kind, platform = raw.get("pid"), raw.get("kind"), raw.get("platform")
-    operation, until_ms, reason = raw.get("operation"), raw.get("until_ms"), raw.get("reason", "")
+    operation, ttl_ms, reason = raw.get("operation"), raw.get("ttl_ms"), raw.get("reason", "")
+    epoch = raw.get("epoch", 0)
     if (
         not isinstance(pid, str)
         or kind not in EVENT_KINDS
         or not isinstance(platform, str)
         or not (operation is None or isinstance(operation, str))
-        or not (until_ms is None or (isinstance(until_ms, int) and not isinstance(until_ms, bool)))
+        or not (ttl_ms is None or _is_int(ttl_ms))
+        or not (_is_int(epoch) and epoch >= 0)
         or not isinstance(reason, str)
     ):
         return None
-    return pid, SharedEvent(kind, platform, operation, until_ms, reason)
+    return pid, SharedEvent(kind, platform, operation, ttl_ms, reason, epoch)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def leaf_exception(exc: BaseException) -> BaseException:
@@ -210,9 +279,7 @@ class RedisSharedState:
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.prefix = key_prefix(self.namespace)
         self.channel = self.prefix + "events"
-        self._queue: collections.deque[SharedEvent | tuple[str, str]] = collections.deque(
-            maxlen=max_queue
-        )
+        self._queue: collections.deque[_Queued | _Script] = collections.deque(maxlen=max_queue)
         self._wakeup: anyio.Event | None = None
         self._flushed: anyio.Event | None = None
         self._stopping: anyio.Event | None = None
@@ -243,6 +310,14 @@ class RedisSharedState:
     def probe_key(self, pair_key: tuple[str, str], slot: int) -> str:
         return f"{self.prefix}probe:{pair_key[0]}:{pair_key[1]}:{slot}"
 
+    def void_key(self, pair_key: tuple[str, str], request: str) -> str:
+        return f"{self.prefix}probe:{pair_key[0]}:{pair_key[1]}:void:{request}"
+
+    def epoch_key(self, platform: str, operation: str | None) -> str:
+        if operation is None:
+            return f"{self.prefix}epoch:{platform}"
+        return f"{self.prefix}epoch:{platform}:{operation}"
+
     def _new_client(self) -> Client:
         return coredis.Redis.from_url(
             self.url,
@@ -254,15 +329,21 @@ class RedisSharedState:
 
     # -- the call path (never blocks on Redis, never raises for an outage) ---------------------
 
-    def publish(self, event: SharedEvent) -> None:
-        self._queue.append(event)
+    def _now(self) -> float | None:
+        link = self._link
+        return link.clock.now() if link is not None else None
+
+    def _enqueue(self, item: _Queued | _Script) -> None:
+        self._queue.append(item)
         if self._wakeup is not None:
             self._wakeup.set()
 
+    def publish(self, event: SharedEvent) -> None:
+        self._enqueue(_Queued(event, self._now()))
+
     def release_probe(self, pair_key: tuple[str, str], token: str) -> None:
-        self._queue.append((token, self.probe_key(pair_key, int(token.rsplit(":", 1)[1]))))
-        if self._wakeup is not None:
-            self._wakeup.set()
+        key = self.probe_key(pair_key, int(token.rsplit(":", 1)[1]))
+        self._enqueue(_Script(_RELEASE_SCRIPT, [key], [token]))
 
     async def acquire_probe(
         self, pair_key: tuple[str, str], lease_ms: int, slots: int
@@ -270,24 +351,28 @@ class RedisSharedState:
         client = self._client
         if client is None:
             return ""
-        token_base = f"{self.process_id}:{next(self._tokens)}"
+        request = f"{self.process_id}:{next(self._tokens)}"
+        keys = [self.void_key(pair_key, request)]
+        keys += [self.probe_key(pair_key, slot) for slot in range(slots)]
+        px = str(max(int(lease_ms), 1))
+        answered = False
         try:
             with anyio.fail_after(self.command_timeout):
-                for slot in range(slots):
-                    token = f"{token_base}:{slot}"
-                    taken = await client.set(
-                        self.probe_key(pair_key, slot),
-                        token,
-                        condition=coredis.PureToken.NX,
-                        px=max(int(lease_ms), 1),
-                    )
-                    if taken:
-                        return token
+                slot = await client.eval(_ACQUIRE_SCRIPT, keys, [request, px])
+            answered = True
         except Exception as exc:
             logger.debug(
                 "Probe lease not checked with Redis (%s): deciding locally", type(exc).__name__
             )
             return ""
+        finally:
+            if not answered:
+                # The request may still run (it is in a socket or a hung server): void it
+                # from the background task, since this caller may be gone. The void outlives
+                # any lease the request could take.
+                self._enqueue(_Script(_VOID_SCRIPT, keys, [request, str(2 * int(px))]))
+        if isinstance(slot, int) and slot >= 0:
+            return f"{request}:{slot}"
         return None
 
     async def stop(self, timeout: float) -> None:
@@ -311,6 +396,7 @@ class RedisSharedState:
                 "this RedisSharedState is already running for another manager; "
                 "give each PlatformManager its own instance"
             )
+        self._link = link
         self._wakeup = anyio.Event()
         self._stopping = stopping = anyio.Event()
         self._stopped = anyio.Event()
@@ -359,8 +445,7 @@ class RedisSharedState:
                 if not started:
                     started = True
                     task_status.started()
-                with anyio.move_on_after(delay * (0.5 + random.random() / 2)):
-                    await stopping.wait()
+                await self._back_off(delay * (0.5 + random.random() / 2), stopping)
                 delay = min(delay * 2, self.max_backoff)
         finally:
             self._client = None
@@ -390,19 +475,47 @@ class RedisSharedState:
             exc,
         )
 
-    async def _check_reachable(self) -> None:
-        """Raise ``OSError``/``TimeoutError`` unless the server accepts a connection.
+    async def _back_off(self, delay: float, stopping: anyio.Event) -> None:
+        """Wait ``delay`` before the next attempt, or less: until a silent server answers again.
 
-        Checked before building a client, so a server that is down costs one refused connect
-        and leaves nothing half-open behind.
+        Full attempts back off, but a ``PING`` every :data:`READY_POLL_SECONDS` notices the
+        server's return at once, so convergence does not depend on how long it was away.
+        """
+        server_was_silent = False
+        with anyio.move_on_after(delay):
+            while not stopping.is_set():
+                try:
+                    await self._check_reachable(min(self.connect_timeout, READY_POLL_SECONDS))
+                except Exception:
+                    server_was_silent = True
+                else:
+                    if server_was_silent:
+                        return
+                with anyio.move_on_after(READY_POLL_SECONDS):
+                    await stopping.wait()
+
+    async def _check_reachable(self, timeout: float | None = None) -> None:
+        """Raise unless the server answers a ``PING`` within ``timeout`` (``connect_timeout``).
+
+        Checked before building a client, so a server that is down or hung (it accepts
+        connections but answers nothing) costs one raw connection and leaves nothing
+        half-open behind, nor coredis' own error logs for a handshake that never ends. Any
+        answer counts (``-NOAUTH`` too: the credentials are the client's business), except
+        ``-LOADING``. Over TLS a plain ``PING`` would not be understood: connecting is enough.
         """
         parts = urlsplit(self.url)
-        with anyio.fail_after(self.connect_timeout):
+        with anyio.fail_after(self.connect_timeout if timeout is None else timeout):
             if parts.scheme == "unix":
                 stream: anyio.abc.ByteStream = await anyio.connect_unix(parts.path)
             else:
                 stream = await anyio.connect_tcp(parts.hostname or "localhost", parts.port or 6379)
-        await stream.aclose()
+            async with stream:
+                if parts.scheme == "rediss":
+                    return
+                await stream.send(b"*1\r\n$4\r\nPING\r\n")
+                reply = await stream.receive()
+                if reply.startswith(b"-LOADING"):
+                    raise ConnectionError("Redis is loading its data set")
 
     @asynccontextmanager
     async def _session(self, link: FleetLink) -> AsyncIterator[int]:
@@ -417,7 +530,7 @@ class RedisSharedState:
                     loaded = await self._load(client, link)
                     pushed = link.snapshot()
                     if pushed:
-                        await self._write(client, pushed)
+                        await self._write(client, [_Queued(event, None) for event in pushed])
                 self._session_pubsub = pubsub
                 self._client = client
                 try:
@@ -456,19 +569,35 @@ class RedisSharedState:
             self._link.apply(event)
 
     async def _load(self, client: Client, link: FleetLink) -> int:
-        self._link = link
+        """Apply the fleet's keys: operator epochs first, then state with its server-side TTL."""
         keys = [
             key
             async for key in client.scan_iter(match=self.prefix + "*", count=500)
             if not key.startswith(self.prefix + "probe:") and key != self.channel
         ]
-        applied = 0
-        for start in range(0, len(keys), 500):
-            for value in await client.mget(keys[start : start + 500]):
+        epochs = [key for key in keys if key.startswith(self.prefix + "epoch:")]
+        states = [key for key in keys if not key.startswith(self.prefix + "epoch:")]
+        for start in range(0, len(epochs), 500):
+            for value in await client.mget(epochs[start : start + 500]):
                 decoded = decode_message(value)
                 if decoded is not None:
                     link.apply(decoded[1])
-                    applied += 1
+        applied = 0
+        for start in range(0, len(states), 500):
+            chunk = states[start : start + 500]
+            async with client.pipeline(transaction=False) as pipe:
+                values_request = pipe.mget(chunk)
+                ttl_requests = [pipe.pttl(key) for key in chunk]
+            values = await values_request
+            for value, ttl_request in zip(values, ttl_requests, strict=True):
+                decoded = decode_message(value)
+                ttl = await ttl_request
+                if decoded is None or ttl == -2:
+                    continue
+                # The server's own countdown: no host's clock is read.
+                event = dataclasses.replace(decoded[1], ttl_ms=None if ttl < 0 else ttl)
+                link.apply(event)
+                applied += 1
         return applied
 
     async def _writer(self, client: Client) -> None:
@@ -493,33 +622,47 @@ class RedisSharedState:
             finally:
                 self._writing = False
 
-    async def _write(self, client: Client, batch: Iterable[SharedEvent | tuple[str, str]]) -> None:
-        link = self._link
-        now_ms = link.wall_ms() if link is not None else int(time.time() * 1000)
-        releases: list[tuple[str, str]] = []
+    async def _write(self, client: Client, batch: Iterable[_Queued | _Script]) -> None:
+        now, link = self._now(), self._link
+        scripts: list[_Script] = []
         async with client.pipeline(transaction=False) as pipe:
             for item in batch:
-                if isinstance(item, tuple):
-                    releases.append(item)
+                if isinstance(item, _Script):
+                    scripts.append(item)
                     continue
-                message = encode_message(item, self.process_id)
-                key = self.event_key(item)
-                if item.kind in ("open", "cool"):
-                    if item.until_ms is None:
+                event = item.event
+                if link is not None and event.epoch < link.epoch(event.platform, event.operation):
+                    continue  # an operator acted since (heard while it waited): it would undo that
+                if event.ttl_ms is not None and item.at is not None and now is not None:
+                    # Held in the queue (during an outage, say): only the time left goes out.
+                    held_ms = int((now - item.at) * 1000)
+                    event = dataclasses.replace(event, ttl_ms=event.ttl_ms - held_ms)
+                message = encode_message(event, self.process_id)
+                key = self.event_key(event)
+                if event.kind in ("open", "cool"):
+                    if event.ttl_ms is None:
                         pipe.set(key, message)
-                    elif item.until_ms - now_ms > 0:
-                        pipe.set(key, message, px=item.until_ms - now_ms)
+                    elif event.ttl_ms > 0:
+                        pipe.set(key, message, px=event.ttl_ms)
                     else:
                         continue
-                elif item.kind == "closed":
+                elif event.kind == "closed":
                     pipe.delete([key])
                 else:  # reset
-                    pipe.delete(
-                        [key, self.event_key(SharedEvent("closed", item.platform, item.operation))]
+                    closed = SharedEvent("closed", event.platform, event.operation)
+                    pipe.delete([key, self.event_key(closed)])
+                if event.epoch:
+                    marker = SharedEvent(
+                        "reset", event.platform, event.operation, None, "epoch", event.epoch
+                    )
+                    pipe.eval(
+                        _EPOCH_SCRIPT,
+                        [self.epoch_key(event.platform, event.operation)],
+                        [str(event.epoch), encode_message(marker, self.process_id)],
                     )
                 pipe.publish(self.channel, message)
-        for token, key in releases:
-            await client.eval(_RELEASE_SCRIPT, [key], [token])
+        for script in scripts:
+            await client.eval(script.script, script.keys, script.args)
 
     # -- the fleet's view (for `failover health --redis`) --------------------------------------
 
@@ -530,7 +673,7 @@ class RedisSharedState:
         """
         await self._check_reachable()
         client = self._new_client()
-        now_ms = int(time.time() * 1000)
+        now = time.time()
         view: dict[str, Any] = {
             "namespace": self.namespace,
             "open": [],
@@ -547,6 +690,8 @@ class RedisSharedState:
         for key, value, ttl in zip(keys, values, ttls, strict=True):
             rest = key[len(self.prefix) :]
             remaining = None if ttl < 0 else ttl / 1000
+            if rest.startswith("epoch:") or (rest.startswith("probe:") and ":void:" in rest):
+                continue
             if rest.startswith("probe:"):
                 _, platform, operation, slot = rest.split(":", 3)
                 holder = (value or "").rsplit(":", 2)[0]
@@ -564,15 +709,14 @@ class RedisSharedState:
             if decoded is None:
                 continue
             pid, event = decoded
+            # The key's own TTL (the server's clock); "until" is only shown on this host's.
             entry = {
                 "platform": event.platform,
                 "operation": event.operation,
                 "reason": event.reason,
-                "remaining_seconds": None
-                if event.until_ms is None
-                else max(event.until_ms - now_ms, 0) / 1000,
-                "until": None if event.until_ms is None else event.until_ms / 1000,
-                "isolated": event.until_ms is None,
+                "remaining_seconds": remaining,
+                "until": None if remaining is None else now + remaining,
+                "isolated": remaining is None,
                 "by": pid,
             }
             view["open" if event.kind == "open" else "cooling"].append(entry)

@@ -8,21 +8,23 @@ import anyio
 
 
 class MonotonicClock:
-    """Real time: ``time.monotonic`` and anyio's own deadlines and sleep."""
+    """Real time: ``time.monotonic`` and anyio's own deadlines and sleep.
 
-    __slots__ = ("_wall_offset",)
+    Wall-clock time is read afresh each time (never as an offset fixed at construction), so a
+    step of the system clock after start (NTP, a VM resumed) shows in timestamps at once.
+    Nothing that crosses processes is a wall-clock time (``failover._engine.fleet``).
+    """
 
-    def __init__(self) -> None:
-        self._wall_offset = time.time() - time.monotonic()
+    __slots__ = ()
 
     #: ``time.monotonic`` itself: read on every attempt, so no Python frame around it.
     now = staticmethod(time.monotonic)
 
     def wall(self) -> float:
-        return time.monotonic() + self._wall_offset
+        return time.time()
 
     def to_wall(self, monotonic: float) -> float:
-        return monotonic + self._wall_offset
+        return time.time() - (time.monotonic() - monotonic)
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

@@ -10,12 +10,25 @@ Admission stays local: no shared-state round trip on a successful call. What cro
 
 :class:`SharedState` is what a backend implements (``failover.redis.RedisSharedState``);
 :class:`FleetLink` is the engine's side, owned by the manager, so the core never imports a
-Redis client. Deadlines cross processes as wall-clock epoch milliseconds.
+Redis client.
+
+Two rules keep the fleet consistent whatever fails:
+
+- **Durations, never wall-clock times.** A deadline crosses as the milliseconds it still has
+  to run (``ttl_ms``); each process turns it into a deadline on its own monotonic clock. A
+  host whose wall clock is minutes off, or steps, sees the same deadlines as every other.
+- **Operator actions win.** Each pair (and each platform's cool-down) carries an *epoch*. A
+  reset, ``force_open``, ``isolate`` or ``force_closed`` takes a new, higher epoch; every event
+  carries the epoch its sender knew. An event older than the epoch a process knows is stale
+  and ignored; a newer one means an operator acted since, so the process first clears what it
+  had for that pair, then applies the event. Reconnect order and re-pushed state therefore
+  cannot undo an operator's action made during an outage.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
@@ -42,23 +55,35 @@ EVENT_KINDS: Final[frozenset[str]] = frozenset({"open", "closed", "cool", "reset
 #: by the lease itself); the holder's outcome usually arrives sooner over pub/sub.
 REFUSED_RETRY_SECONDS: Final = 1.0
 
+#: An epoch is a counter in the high bits and a random tie-break in the low ones, so two
+#: operators acting on one pair during the same outage still leave one winner fleet-wide.
+_EPOCH_SHIFT: Final = 32
+
+
+def next_epoch(epoch: int) -> int:
+    """An epoch higher than ``epoch`` (and than any other process's next one, bar a 2**-32 tie)."""
+    return (((epoch >> _EPOCH_SHIFT) + 1) << _EPOCH_SHIFT) | secrets.randbits(_EPOCH_SHIFT)
+
 
 @dataclass(frozen=True, slots=True)
 class SharedEvent:
     """One fleet-wide fact.
 
-    ``open``: the pair is open until ``until_ms`` (``None``: isolated until reset).
+    ``open``: the pair is open for ``ttl_ms`` more milliseconds (``None``: isolated until reset).
     ``closed``: the pair closed (a probe succeeded, or it was forced closed).
-    ``cool``: the platform (``operation is None``) or the pair is skipped until ``until_ms``.
+    ``cool``: the platform (``operation is None``) or the pair is skipped for ``ttl_ms``.
     ``reset``: an operator cleared the pair (or the platform's cool-down when ``operation`` is
     ``None``).
+    ``ttl_ms`` is the time left when the event was made; a backend that holds an event before
+    sending it subtracts the time it held it. ``epoch``: see the module docstring.
     """
 
     kind: EventKind
     platform: str
     operation: str | None
-    until_ms: int | None = None
+    ttl_ms: int | None = None
     reason: str = ""
+    epoch: int = 0
 
 
 @runtime_checkable
@@ -85,7 +110,8 @@ class SharedState(Protocol):
         """Take one of ``slots`` fleet-wide probe leases for ``lease_ms``.
 
         Returns a token to give back to :meth:`release_probe`, ``""`` when the fleet cannot be
-        asked (outage: the local decision stands), or ``None`` when every slot is held.
+        asked (outage: the local decision stands), or ``None`` when every slot is held. A
+        request whose answer never arrives (cancelled, timed out) must leave no lease behind.
         """
         ...
 
@@ -98,11 +124,17 @@ class SharedState(Protocol):
         ...
 
 
+def _ttl_ms(until: float, now: float) -> int | None:
+    """Milliseconds from ``now`` to ``until`` (``None`` for no deadline), rounded up."""
+    return None if math.isinf(until) else max(math.ceil((until - now) * 1000), 0)
+
+
 class FleetLink:
     """The manager's side of the seam: publishes local transitions, applies remote ones."""
 
     __slots__ = (
         "_applying",
+        "_epochs",
         "_leases",
         "_published",
         "_refused_until",
@@ -126,30 +158,23 @@ class FleetLink:
         self._applying = False
         self._leases: dict[Permit, tuple[tuple[str, str], str]] = {}
         self._refused_until: dict[tuple[str, str], float] = {}
-        # What was last said per (kind, platform, operation), so repeats are not re-sent.
-        self._published: dict[tuple[str, str, str | None], int | None] = {}
+        # Per (platform, operation or None): the newest operator epoch known here.
+        self._epochs: dict[tuple[str, str | None], int] = {}
+        # The local deadline last said per (kind, platform, operation), so repeats are not
+        # re-sent.
+        self._published: dict[tuple[str, str, str | None], float | None] = {}
 
-    # -- time ----------------------------------------------------------------------------------
-
-    def wall_ms(self, monotonic: float | None = None) -> int:
-        """``monotonic`` (default: now) on the manager's clock as epoch milliseconds."""
-        clock = self.clock
-        wall = clock.wall()
-        if monotonic is not None:
-            wall += monotonic - clock.now()
-        return int(wall * 1000)
-
-    def _local_deadline(self, until_ms: int) -> float:
-        clock = self.clock
-        return clock.now() + (until_ms / 1000 - clock.wall())
+    def epoch(self, platform: str, operation: str | None) -> int:
+        """The newest operator epoch this process knows for the pair (or platform)."""
+        return self._epochs.get((platform, operation), 0)
 
     # -- local -> fleet ------------------------------------------------------------------------
 
-    def _send(self, event: SharedEvent) -> None:
+    def _send(self, event: SharedEvent, until: float | None = None, *, force: bool = False) -> None:
         key = (event.kind, event.platform, event.operation)
-        if event.kind in ("open", "cool") and self._published.get(key, -1) == event.until_ms:
+        if event.kind in ("open", "cool") and not force and self._published.get(key, -1) == until:
             return
-        self._published[key] = event.until_ms
+        self._published[key] = until
         if event.kind in ("closed", "reset"):
             self._published.pop(("open", event.platform, event.operation), None)
             self._published.pop(("cool", event.platform, event.operation), None)
@@ -162,15 +187,31 @@ class FleetLink:
         if new is BreakerState.OPEN:
             self.pair_opened(pair)
         elif new is BreakerState.CLOSED:
-            self._send(SharedEvent("closed", pair.spec.name, pair.operation, reason=reason))
+            name, operation = pair.key
+            epoch = self.epoch(name, operation)
+            self._send(SharedEvent("closed", name, operation, reason=reason, epoch=epoch))
 
-    def pair_opened(self, pair: Pair) -> None:
+    def pair_opened(self, pair: Pair, *, force: bool = False) -> None:
         """Tell the fleet the pair is open until its current deadline."""
         if self._applying:
             return
         until = pair.breaker.open_until
-        until_ms = None if math.isinf(until) else self.wall_ms(until)
-        self._send(SharedEvent("open", pair.spec.name, pair.operation, until_ms, "open"))
+        name, operation = pair.key
+        ttl = _ttl_ms(until, self.clock.now())
+        event = SharedEvent("open", name, operation, ttl, "open", self.epoch(name, operation))
+        self._send(event, until, force=force)
+
+    def operator_set(self, pair: Pair) -> None:
+        """An operator forced the pair open or closed: take a new epoch and tell the fleet."""
+        name, operation = pair.key
+        self._epochs[pair.key] = next_epoch(self.epoch(name, operation))
+        breaker = pair.breaker
+        if breaker.state is BreakerState.OPEN and breaker.open_until > self.clock.now():
+            self.pair_opened(pair, force=True)
+        else:
+            epoch = self.epoch(name, operation)
+            self._send(SharedEvent("closed", name, operation, reason="forced", epoch=epoch))
+        self._announce_cooldown(name, operation, pair.cooldown, force=True)
 
     def after_failure(self, pair: Pair, permit: Permit | None) -> None:
         """After the chain applied a failure: end a probe's lease, announce new cool-downs."""
@@ -181,45 +222,49 @@ class FleetLink:
         self._announce_cooldown(pair.spec.name, None, pair.platform.cooldown)
         self._announce_cooldown(pair.spec.name, pair.operation, pair.cooldown)
 
-    def _announce_cooldown(self, platform: str, operation: str | None, cooldown: Cooldown) -> None:
+    def _announce_cooldown(
+        self, platform: str, operation: str | None, cooldown: Cooldown, *, force: bool = False
+    ) -> None:
         if cooldown.until == 0.0 or not cooldown.active(self.clock):
             return
-        until_ms = self.wall_ms(cooldown.until)
-        if self._published.get(("cool", platform, operation), -1) == until_ms:
+        until = cooldown.until
+        if not force and self._published.get(("cool", platform, operation), -1) == until:
             return
-        self._send(SharedEvent("cool", platform, operation, until_ms, cooldown.reason or ""))
+        ttl = _ttl_ms(until, self.clock.now())
+        epoch = self.epoch(platform, operation)
+        event = SharedEvent("cool", platform, operation, ttl, cooldown.reason or "", epoch)
+        self._send(event, until, force=force)
 
     def reset(self, pairs: list[Pair], platform_wide: bool) -> None:
         """An operator reset these pairs (and the platform's cool-down when ``platform_wide``)."""
-        for pair in pairs:
-            self._send(SharedEvent("reset", pair.spec.name, pair.operation, reason="reset"))
+        targets: list[tuple[str, str | None]] = [pair.key for pair in pairs]
         if platform_wide and pairs:
-            self._send(SharedEvent("reset", pairs[0].spec.name, None, reason="reset"))
+            targets.append((pairs[0].spec.name, None))
+        for name, operation in targets:
+            epoch = self._epochs[(name, operation)] = next_epoch(self.epoch(name, operation))
+            self._send(SharedEvent("reset", name, operation, reason="reset", epoch=epoch))
 
     def snapshot(self) -> list[SharedEvent]:
         """This process's open pairs and active cool-downs, to push after a (re)connect."""
         events: list[SharedEvent] = []
         clock = self.clock
+        now = clock.now()
         for name, platform in self.platforms.items():
             if platform.cooldown.active(clock):
-                until = self.wall_ms(platform.cooldown.until)
-                events.append(
-                    SharedEvent("cool", name, None, until, platform.cooldown.reason or "")
-                )
+                ttl = _ttl_ms(platform.cooldown.until, now)
+                reason = platform.cooldown.reason or ""
+                events.append(SharedEvent("cool", name, None, ttl, reason, self.epoch(name, None)))
         for pair in self.pairs.values():
+            name, operation = pair.key
+            epoch = self.epoch(name, operation)
             breaker = pair.breaker
-            if breaker.state is BreakerState.OPEN and breaker.open_until > clock.now():
-                until_ms = (
-                    None if math.isinf(breaker.open_until) else self.wall_ms(breaker.open_until)
-                )
-                events.append(SharedEvent("open", pair.spec.name, pair.operation, until_ms, "open"))
+            if breaker.state is BreakerState.OPEN and breaker.open_until > now:
+                ttl = _ttl_ms(breaker.open_until, now)
+                events.append(SharedEvent("open", name, operation, ttl, "open", epoch))
             if pair.cooldown.active(clock):
-                until = self.wall_ms(pair.cooldown.until)
-                events.append(
-                    SharedEvent(
-                        "cool", pair.spec.name, pair.operation, until, pair.cooldown.reason or ""
-                    )
-                )
+                ttl = _ttl_ms(pair.cooldown.until, now)
+                reason = pair.cooldown.reason or ""
+                events.append(SharedEvent("cool", name, operation, ttl, reason, epoch))
         return events
 
     # -- fleet -> local ------------------------------------------------------------------------
@@ -232,55 +277,78 @@ class FleetLink:
         finally:
             self._applying = False
 
+    def _deadline(self, ttl_ms: int | None) -> float:
+        return math.inf if ttl_ms is None else self.clock.now() + ttl_ms / 1000
+
+    def _newer_epoch(self, event: SharedEvent) -> bool | None:
+        """``None``: stale, ignore it; ``True``: an operator acted since (clear first)."""
+        key = (event.platform, event.operation)
+        known = self._epochs.get(key, 0)
+        if event.epoch < known:
+            return None
+        if event.epoch == known:
+            return False
+        self._epochs[key] = event.epoch
+        return True
+
     def _apply(self, event: SharedEvent) -> None:
-        clock = self.clock
+        newer = self._newer_epoch(event)
+        if newer is None:
+            return
         if event.operation is None:
-            platform = self.platforms.get(event.platform)
-            if platform is None:
-                return
-            if event.kind == "cool" and event.until_ms is not None:
-                until = self._local_deadline(event.until_ms)
-                if until > clock.now() and until > platform.cooldown.until:
-                    platform.cooldown.set(until, event.reason or "credit")
-                    self._published[("cool", event.platform, None)] = event.until_ms
-                    logger.info(
-                        "Skipping %s for %.1fs across all operations (%s, reported by another "
-                        "process)",
-                        event.platform,
-                        until - clock.now(),
-                        event.reason,
-                    )
-            elif event.kind == "reset":
-                platform.cooldown.clear()
+            self._apply_platform(event, cleared=newer)
             return
         pair = self.pairs.get((event.platform, event.operation))
         if pair is None:
             return
         breaker = pair.breaker
         self._refused_until.pop(pair.key, None)
+        if newer:
+            breaker.reset()
+            pair.cooldown.clear()
+            self._published.pop(("open", event.platform, event.operation), None)
+            self._published.pop(("cool", event.platform, event.operation), None)
         if event.kind == "open":
-            until = math.inf if event.until_ms is None else self._local_deadline(event.until_ms)
-            if not breaker.open_until_deadline(until, Cause.REMOTE_OPEN):
-                return
-            self._published[("open", event.platform, event.operation)] = event.until_ms
+            until = self._deadline(event.ttl_ms)
+            if breaker.open_until_deadline(until, Cause.REMOTE_OPEN):
+                self._published[("open", event.platform, event.operation)] = until
         elif event.kind == "closed":
             if breaker.state is not BreakerState.CLOSED:
                 breaker.reset()
-        elif event.kind == "cool" and event.until_ms is not None:
-            until = self._local_deadline(event.until_ms)
-            if until > clock.now() and until > pair.cooldown.until:
+        elif event.kind == "cool" and event.ttl_ms is not None:
+            until = self._deadline(event.ttl_ms)
+            if until > self.clock.now() and until > pair.cooldown.until:
                 pair.cooldown.set(until, event.reason or "rate_limited")
-                self._published[("cool", event.platform, event.operation)] = event.until_ms
-        elif event.kind == "reset":
-            breaker.reset()
-            pair.cooldown.clear()
+                self._published[("cool", event.platform, event.operation)] = until
+
+    def _apply_platform(self, event: SharedEvent, *, cleared: bool) -> None:
+        platform = self.platforms.get(event.platform)
+        if platform is None:
+            return
+        if cleared:
+            platform.cooldown.clear()
+            self._published.pop(("cool", event.platform, None), None)
+        if event.kind != "cool" or event.ttl_ms is None:
+            return
+        until = self._deadline(event.ttl_ms)
+        if until > self.clock.now() and until > platform.cooldown.until:
+            platform.cooldown.set(until, event.reason or "credit")
+            self._published[("cool", event.platform, None)] = until
+            logger.info(
+                "Skipping %s for %.1fs across all operations (%s, reported by another process)",
+                event.platform,
+                until - self.clock.now(),
+                event.reason,
+            )
 
     # -- the fleet-wide probe ------------------------------------------------------------------
 
     async def acquire_probe(self, pair: Pair, permit: Permit) -> bool:
         """Whether this local probe permit also holds a fleet lease; if not, it is released.
 
-        A cancelled caller gives the permit back too, so no local probe slot leaks.
+        A cancelled caller gives the permit back too, so no local probe slot leaks (the
+        backend makes the lease request itself harmless). While the fleet cannot be asked, a
+        process sends at most one probe per pair at a time, whatever ``half_open_max_calls``.
         """
         key = pair.key
         now = self.clock.now()
@@ -305,6 +373,9 @@ class FleetLink:
         self._refused_until.pop(key, None)
         if token:
             self._leases[permit] = (key, token)
+        elif any(other is not permit for other in pair.breaker.probes):
+            pair.breaker.release(permit)
+            return False
         return True
 
     def probe_ended(self, permit: Permit) -> None:
