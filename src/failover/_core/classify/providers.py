@@ -75,6 +75,11 @@ CONTENT_POLICY_WORDS: Final = (
     "nsfw",
 )
 
+#: A job's final state or error that means its input or output was refused, not that the
+#: provider failed: Black Forest Labs' ``Request Moderated`` / ``Content Moderated`` states,
+#: Replicate's and FAL's NSFW checks.
+JOB_REFUSED_WORDS: Final = ("moderated", "nsfw", "safety checker")
+
 #: The prompt does not fit the model: OpenAI ``context_length_exceeded``, Anthropic "prompt is
 #: too long", Gemini "exceeds the maximum number of tokens".
 CONTEXT_WINDOW_WORDS: Final = (
