@@ -169,9 +169,10 @@ def replicate_not_found() -> Reply:
 # -- FAL queue -----------------------------------------------------------------------------------
 
 
-def fal_queue_status(job: FakeJob, app: str, server_url: str, status: int = 200) -> Reply:
+def fal_queue_status(job: FakeJob, app: str, server_url: str, *, submitted: bool = False) -> Reply:
+    """A status answer; a submission is always ``IN_QUEUE``, as FAL answers one."""
     root = f"{server_url}/fal/queue/{'/'.join(app.split('/')[:2])}/requests/{job.id}"
-    phase = job.phase
+    phase = "queued" if submitted else job.phase
     word = {"queued": "IN_QUEUE", "running": "IN_PROGRESS"}.get(phase, "COMPLETED")
     body: dict[str, object] = {
         "status": word,
@@ -185,7 +186,7 @@ def fal_queue_status(job: FakeJob, app: str, server_url: str, status: int = 200)
     if word == "COMPLETED":
         body["logs"] = None
         body["metrics"] = {"inference_time": 0.01}
-    return json_reply(status, body)
+    return json_reply(200, body)
 
 
 def fal_queue_result(job: FakeJob) -> Reply:

@@ -676,7 +676,7 @@ class FakeProviderServer:
         if route == "fal_submit":
             app = "/".join(request.path.split("/")[3:])
             job = jobs.create(platform, app, rng, url)
-            return media.fal_queue_status(job, app, url)
+            return media.fal_queue_status(job, app, url, submitted=True)
         if route in ("fal_status", "fal_result", "fal_cancel"):
             return self._fal_request(request, route)
         if route == "bfl_submit":
