@@ -57,6 +57,7 @@ class _MediaOperation:
         base_urls: Mapping[str, str] | None = None,
         polling: Polling | None = None,
         download: bool = True,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if manager is None:
             from failover import default_manager
@@ -76,8 +77,9 @@ class _MediaOperation:
                 )
         self._adapters: dict[str, MediaAdapter] = {}
         for name in names:
+            given, base_url = adapters.get(name), base_urls.get(name)
             self._adapters[name] = self._adapter_for(
-                name, adapters.get(name), base_urls.get(name), polling, download
+                name, given, base_url, polling=polling, download=download, environ=environ
             )
         self.manager = manager
         self.operation = operation
@@ -88,8 +90,7 @@ class _MediaOperation:
         name: str,
         given: MediaAdapter | None,
         base_url: str | None,
-        polling: Polling | None,
-        download: bool,
+        **options: Any,
     ) -> MediaAdapter:
         if given is not None and not isinstance(given, MediaAdapter):
             raise ConfigError(
@@ -107,7 +108,7 @@ class _MediaOperation:
                     f"(known: {', '.join(MEDIA_ADAPTERS)})",
                     key=name,
                 )
-            adapter = kind(base_url, polling=polling, download=download)
+            adapter = kind(base_url, **options)
         missing = sorted(self.needs - adapter.capabilities)
         if missing:
             raise ConfigError(
@@ -288,6 +289,32 @@ class ImageEditing(_MediaOperation):
             self.operation, self._erase_on, bytes(image), bytes(mask), options, **context
         )
         return result
+
+    async def __call__(
+        self,
+        platform: PlatformSpec,
+        /,
+        image: bytes,
+        mask: bytes,
+        prompt: str | None = None,
+        **options: Any,
+    ) -> MediaResult:
+        """Call one platform: ``manager.with_fallback("image_editing", editor, image, mask,
+        prompt)`` inpaints; without a prompt it erases."""
+        check_mask(image_info("image", image), image_info("mask", mask))
+        checked = _options(
+            options.pop("output_format", "png"),
+            None,
+            None,
+            options.pop("seed", None),
+            options.pop("negative_prompt", None),
+            options,
+        )
+        if prompt is None:
+            return await self._erase_on(platform, bytes(image), bytes(mask), checked)
+        return await self._inpaint_on(
+            platform, bytes(image), bytes(mask), check_prompt(prompt), checked
+        )
 
     async def _inpaint_on(
         self,
