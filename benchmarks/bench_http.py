@@ -14,6 +14,8 @@ with the worst round beside it.
 * outage and credit exhaustion: the primary answers 503 (or out of credits) from the start;
   100 callers and 1 caller; how many requests reach the dead primary, the wall time and the
   callers' failures.
+* ``--compare-limits``: throughput only, ``TextGeneration`` with today's pool limits (httpx's
+  defaults, 20 kept alive) beside the former ones (100 kept alive) and raw httpx.
 
 LiteLLM is optional (``pip install failover[bench]``); without it, its rows say so.
 """
@@ -34,7 +36,7 @@ import anyio
 import httpx
 
 from failover import PlatformManager
-from failover.http import ImageGeneration, TextGeneration
+from failover.http import ImageGeneration, OpenAICompatibleChat, TextGeneration
 
 KEYS = {"OPENAI_API_KEY": "sk-bench-0123456789", "GROQ_API_KEY": "gsk_bench_0123456789"}
 KEYS |= {"STABILITY_API_KEY": "sk-stab-bench-0123", "REPLICATE_API_TOKEN": "r8_bench_0123"}
@@ -65,7 +67,9 @@ def admin(url: str, path: str, body: object | None = None) -> Any:
 # -- the variants --------------------------------------------------------------------------------
 
 
-async def variants(url: str, stack: list[Callable[[], Awaitable[None]]]) -> dict[str, Call]:
+async def variants(
+    url: str, stack: list[Callable[[], Awaitable[None]]], compare_limits: bool = False
+) -> dict[str, Call]:
     os.environ.update(KEYS)
     text_manager = PlatformManager({"text_generation": [("openai", "gpt-4o-mini")]})
     image_manager = PlatformManager({"image_generation": [("stability", "core")]})
@@ -97,6 +101,12 @@ async def variants(url: str, stack: list[Callable[[], Awaitable[None]]]) -> dict
         "raw httpx: Stability image": raw_image,
         "ImageGeneration.generate (Stability)": lambda: images.generate("a cat"),
     }
+    if compare_limits:  # the pool failover used before: 100 connections, all kept alive
+        wide = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        adapter = OpenAICompatibleChat(f"{url}/openai/v1", limits=wide)
+        wide_chat = TextGeneration(text_manager, adapters={"openai": adapter})
+        calls["TextGeneration, 100 kept alive"] = lambda: wide_chat.complete(MESSAGES)
+        return calls
     router = litellm_router(url)
     if router is not None:
         calls["LiteLLM Router.acompletion"] = lambda: router.acompletion(
@@ -277,8 +287,11 @@ async def main_async(args: argparse.Namespace) -> None:
     process, url = start_server()
     stack: list[Callable[[], Awaitable[None]]] = []
     try:
-        calls = await variants(url, stack)
+        calls = await variants(url, stack, args.compare_limits)
         results = await throughput(calls, args.rounds, args.sequential, args.concurrent)
+        if args.compare_limits:
+            print(render(results, {}, litellm=True))
+            return
         scenarios: dict[str, Any] = {}
         for kind in ("overloaded", "out_of_credits"):
             for what in ("text", "image", "litellm"):
@@ -301,6 +314,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="PATH", help="also write the raw figures here")
+    parser.add_argument(
+        "--compare-limits",
+        action="store_true",
+        help="only throughput, with the old pool limits (100 kept alive) beside the new",
+    )
     args = parser.parse_args()
     args.rounds = 2 if args.quick else 5
     args.sequential = 50 if args.quick else 300
