@@ -70,7 +70,12 @@ def config_error(tmp_path: Path, text: str, **environ: str) -> ConfigError:
 def test_no_configuration_gives_the_builtin_table_and_defaults() -> None:
     manager = PlatformManager.from_env(environ={})
 
-    assert manager.operations == ("image_generation", "image_editing", "text_generation")
+    assert manager.operations == (
+        "image_generation",
+        "image_editing",
+        "text_generation",
+        "video_generation",
+    )
     assert [spec.name for spec in manager.platforms(OP)] == ["stability", "replicate", "fal"]
     assert manager.cache_ttl_seconds == 300
     assert manager.failure_threshold == 3

@@ -427,7 +427,9 @@ async def test_default_limits_cap_connections_under_200_concurrent_calls(
         with anyio.fail_after(30):
             results = await _burst(chat_for(manager, server), 200)
     assert len(results) == 200
-    assert server.connections_accepted <= 100
+    # At most 100 open at once; with 20 kept alive (httpx's default, chosen by measurement:
+    # benchmarks/RESULTS.md) the rest close when idle, so more may be opened over the burst.
+    assert 1 < server.peak_connections <= 100
 
 
 async def test_clients_close_when_the_manager_closes(server: FakeProviderServer) -> None:

@@ -780,7 +780,12 @@ async def test_aclose_without_async_with_runs_closers() -> None:
 async def test_default_table_when_priorities_is_none() -> None:
     manager = PlatformManager(clock=FakeClock(), environ={})
 
-    assert manager.operations == ("image_generation", "image_editing", "text_generation")
+    assert manager.operations == (
+        "image_generation",
+        "image_editing",
+        "text_generation",
+        "video_generation",
+    )
     assert names(manager, "image_generation") == [
         "pollinations",
         "huggingface",
@@ -804,17 +809,26 @@ async def test_default_table_when_priorities_is_none() -> None:
     assert {a.skip_reason for a in caught.value.attempts} == {"missing_api_key"}
 
 
-async def test_default_table_video_generation_is_known_but_empty() -> None:
+async def test_default_table_has_real_video_models_needing_keys() -> None:
     manager = PlatformManager(clock=FakeClock(), environ={})
     operation = ScriptedOperation({})
 
-    assert manager.platforms("video_generation") == []
-    with pytest.raises(AllPlatformsFailed, match="no platforms configured") as caught:
-        await manager.get_platform("video_generation")
-    assert caught.value.attempts == ()
-    with pytest.raises(AllPlatformsFailed, match="no platforms configured"):
+    assert [(spec.name, spec.api_key_env) for spec in manager.platforms("video_generation")] == [
+        ("replicate", "REPLICATE_API_TOKEN"),
+        ("fal", "FAL_KEY"),
+    ]
+    assert all("/" in spec.model for spec in manager.platforms("video_generation"))
+    with pytest.raises(AllPlatformsFailed) as caught:
         await manager.with_fallback("video_generation", operation)
+    assert {a.skip_reason for a in caught.value.attempts} == {"missing_api_key"}
     assert operation.calls == []
+
+
+async def test_default_table_keyless_image_platforms_work_with_no_keys() -> None:
+    manager = PlatformManager(clock=FakeClock(), environ={})
+
+    keyless = [s.name for s in manager.platforms("image_generation") if s.api_key_env is None]
+    assert keyless == ["pollinations", "huggingface"]
 
 
 async def test_key_values_never_reach_repr_health_or_errors() -> None:

@@ -89,7 +89,8 @@ class KnownPlatform:
 #: per-request cost (USD) and time (seconds) used for cost ordering and the health table.
 KNOWN_PLATFORMS: Final[dict[str, KnownPlatform]] = {
     "pollinations": KnownPlatform(None, 0.0, 8.0),
-    "huggingface": KnownPlatform("HF_TOKEN", 0.0, 15.0),
+    # Keyless, as the original table has it; failover.http sends HF_TOKEN when it is set.
+    "huggingface": KnownPlatform(None, 0.0, 15.0),
     "fal": KnownPlatform("FAL_KEY", 0.025, 6.0),
     "flux_pro": KnownPlatform("BFL_API_KEY", 0.003, 4.0),
     "stability": KnownPlatform("STABILITY_API_KEY", 0.04, 10.0),
@@ -102,7 +103,7 @@ KNOWN_PLATFORMS: Final[dict[str, KnownPlatform]] = {
     "anthropic": KnownPlatform("ANTHROPIC_API_KEY", 0.0008, 2.5),
 }
 
-#: The table teams use today; ``video_generation`` starts empty until configured.
+#: The table teams use today, with real text-to-video models on Replicate and FAL.
 DEFAULT_PRIORITIES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     IMAGE_GENERATION: (
         ("pollinations", "free"),
@@ -124,6 +125,10 @@ DEFAULT_PRIORITIES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("together", "llama-3.2-3b-instruct-turbo"),
         ("openai", "gpt-4o-mini"),
         ("anthropic", "claude-3-haiku-20240307"),
+    ),
+    VIDEO_GENERATION: (
+        ("replicate", "minimax/video-01"),
+        ("fal", "fal-ai/kling-video/v1.6/standard/text-to-video"),
     ),
 }
 

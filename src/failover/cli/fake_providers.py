@@ -22,8 +22,9 @@ def add_parser(subparsers: Any) -> None:
         help="run the fake AI-provider server in the foreground (Ctrl-C stops it)",
         description=(
             "Serve provider-shaped endpoints (OpenAI-compatible chat completions for openai, "
-            "groq, xai, together and google; Anthropic messages; Stability, Replicate and FAL "
-            "image endpoints) that fail like the real ones. Change a platform's behaviour at "
+            "groq, xai, together and google; Anthropic messages; Stability, Replicate, FAL, "
+            "OpenAI images, Pollinations, Hugging Face and Black Forest Labs image and video "
+            "endpoints, with jobs) that fail like the real ones. Change a platform's behaviour at "
             "runtime with POST /_admin/behaviour."
         ),
     )
@@ -58,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; 0 then, or one clear line when the address is taken."""
     require(["h11"], "http", "failover fake-providers")
-    from failover.testing.fake import PLATFORMS, FakeProviderServer
+    from failover.testing.fake import ALL_PLATFORMS, FakeProviderServer
 
     behaviours = _parse_behaviours(args.behaviour)
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             )
             async with server:
                 print(f"fake providers listening on {server.url}", flush=True)
-                for platform in PLATFORMS:
+                for platform in ALL_PLATFORMS:
                     print(f"  {platform:<10} {server.base_url(platform)}", flush=True)
                 print(f"  admin      {server.url}/_admin/behaviour  (Ctrl-C stops)", flush=True)
                 await anyio.sleep_forever()
@@ -86,22 +87,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse_behaviours(specs: Sequence[str]) -> dict[str, Behaviour]:
-    from failover.testing.fake import PLATFORMS, Behaviour
+    from failover.testing.fake import ALL_PLATFORMS, Behaviour
 
     behaviours: dict[str, Behaviour] = {}
     for spec in specs:
         platform, sep, text = spec.partition("=")
         if not sep or not platform or not text:
             raise CommandError(f"--behaviour must look like PLATFORM=KIND, got {spec!r}", 2)
-        if platform != "*" and platform not in PLATFORMS:
+        if platform != "*" and platform not in ALL_PLATFORMS:
             raise CommandError(
-                f"--behaviour: unknown platform {platform!r}; known: {', '.join(PLATFORMS)}", 2
+                f"--behaviour: unknown platform {platform!r}; known: {', '.join(ALL_PLATFORMS)}", 2
             )
         try:
             data = json.loads(text) if text.lstrip().startswith("{") else text
             behaviour = Behaviour.from_dict(data)
         except ValueError as exc:
             raise CommandError(f"--behaviour {platform}: {exc}", 2) from None
-        for name in PLATFORMS if platform == "*" else (platform,):
+        for name in ALL_PLATFORMS if platform == "*" else (platform,):
             behaviours[name] = behaviour
     return behaviours

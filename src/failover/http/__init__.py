@@ -1,5 +1,5 @@
 """failover over HTTP (extra ``failover[http]``): httpx error classification and adapters
-for text generation.
+for text, image and video generation.
 
 * Classification: :func:`classify_http` (a per-platform classifier for httpx exceptions),
   :func:`classify_response`, :func:`to_provider_error` and the httpx response hook
@@ -9,6 +9,12 @@ for text generation.
 * Adapters: :class:`OpenAICompatibleChat` and :class:`AnthropicMessages` call one platform and
   return a :class:`TextResult` (or a :class:`TextStream`); :class:`TextGeneration` runs them
   down a manager's fallback chain.
+* Images and video: :class:`ImageGeneration`, :class:`ImageEditing` (``inpaint``, ``erase``)
+  and :class:`VideoGeneration` run the provider adapters (:class:`StabilityImages`,
+  :class:`OpenAIImages`, :class:`PollinationsImages`, :class:`HuggingFaceImages`,
+  :class:`ReplicatePredictions`, :class:`FalQueue`, :class:`BlackForestLabs`) down the chain
+  and return a :class:`MediaResult`; jobs are polled as :class:`Polling` says.
+* Connections: :data:`DEFAULT_LIMITS` and one TLS context per process (:mod:`._pool`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from failover.http._adapters import (
     AnthropicMessages,
     OpenAICompatibleChat,
 )
-from failover.http._base import DEFAULT_LIMITS, DEFAULT_TIMEOUT, ChatAdapter, InvalidArgument
+from failover.http._base import DEFAULT_TIMEOUT, ChatAdapter, InvalidArgument
 from failover.http._classify import (
     classify_http,
     classify_response,
@@ -28,6 +34,18 @@ from failover.http._classify import (
     raise_for_provider_status,
     to_provider_error,
 )
+from failover.http._images import (
+    HuggingFaceImages,
+    OpenAIImages,
+    PollinationsImages,
+    StabilityImages,
+)
+from failover.http._jobs import Job, JobState, Polling
+from failover.http._media import MEDIA_ADAPTERS, ImageEditing, ImageGeneration, VideoGeneration
+from failover.http._media_base import MEDIA_TIMEOUT, MediaAdapter
+from failover.http._media_jobs import BlackForestLabs, FalQueue, ReplicatePredictions
+from failover.http._media_result import MediaResult
+from failover.http._pool import DEFAULT_LIMITS
 from failover.http._result import TextResult, TokenPrice
 from failover.http._streaming import (
     ServerSentEvent,
@@ -41,19 +59,36 @@ __all__ = [
     "ANTHROPIC_BASE_URLS",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "MEDIA_ADAPTERS",
+    "MEDIA_TIMEOUT",
     "OPENAI_COMPATIBLE_BASE_URLS",
     "AnthropicMessages",
+    "BlackForestLabs",
     "ChatAdapter",
     "ErrorBody",
+    "FalQueue",
+    "HuggingFaceImages",
+    "ImageEditing",
+    "ImageGeneration",
     "InvalidArgument",
+    "Job",
+    "JobState",
+    "MediaAdapter",
+    "MediaResult",
     "OpenAICompatibleChat",
+    "OpenAIImages",
+    "PollinationsImages",
+    "Polling",
+    "ReplicatePredictions",
     "ServerSentEvent",
+    "StabilityImages",
     "StreamDecoder",
     "StreamInterrupted",
     "TextGeneration",
     "TextResult",
     "TextStream",
     "TokenPrice",
+    "VideoGeneration",
     "classify_body",
     "classify_http",
     "classify_response",

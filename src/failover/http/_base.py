@@ -18,15 +18,12 @@ from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
+from failover.http._pool import DEFAULT_LIMITS, context_for, prepare_tls
 from failover.http._result import TextResult, record_on_span
 from failover.http._streaming import StreamDecoder, TextStream
 
 #: Connect quickly or move on; give a model a minute between bytes of its answer.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(60.0, connect=5.0, pool=10.0)
-#: Enough connections for a busy process; idle ones are kept for reuse.
-DEFAULT_LIMITS: Final = httpx.Limits(
-    max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
-)
 
 Message = Mapping[str, Any]
 
@@ -340,14 +337,25 @@ class ChatAdapter:
             return client
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
+        base_url = self._base_url(name)
         client = httpx.AsyncClient(
-            base_url=self._base_url(name),
+            base_url=base_url,
             timeout=self.timeout,
             limits=self.limits,
             headers=self._headers,
             transport=self._transport,
+            verify=context_for(base_url),
         )
         self._clients[name] = client
+        return client
+
+    async def _client(self, platform: PlatformSpec) -> httpx.AsyncClient:
+        """:meth:`client`, with the shared TLS context built off the event loop first."""
+        client = self._clients.get(platform.name)
+        if client is None:
+            if not self._base_url(platform.name).startswith("http://"):
+                await prepare_tls()
+            client = self.client(platform)
         return client
 
     def _scrub(self, platform: PlatformSpec) -> Scrubber:
@@ -369,7 +377,7 @@ class ChatAdapter:
     async def _send(
         self, platform: PlatformSpec, body: dict[str, Any], *, stream: bool
     ) -> httpx.Response:
-        client = self.client(platform)
+        client = await self._client(platform)
         request = client.build_request(
             "POST", self.path, json=body, headers=self._key_headers(platform)
         )

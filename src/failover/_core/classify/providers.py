@@ -75,6 +75,11 @@ CONTENT_POLICY_WORDS: Final = (
     "nsfw",
 )
 
+#: A job's final state or error that means its input or output was refused, not that the
+#: provider failed: Black Forest Labs' ``Request Moderated`` / ``Content Moderated`` states,
+#: Replicate's and FAL's NSFW checks.
+JOB_REFUSED_WORDS: Final = ("moderated", "nsfw", "safety checker")
+
 #: The prompt does not fit the model: OpenAI ``context_length_exceeded``, Anthropic "prompt is
 #: too long", Gemini "exceeds the maximum number of tokens".
 CONTEXT_WINDOW_WORDS: Final = (
@@ -716,6 +721,115 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         fal_validation_body("String should have at most 10000 characters", "string_too_long"),
         _REQUEST,
         "bad_request",
+    ),
+    # -- OpenAI images (the openai dialect; request faults of images/edits) -------------------
+    ErrorShape(
+        "openai",
+        "image_mask_mismatch",
+        400,
+        openai_body(
+            "Invalid input image - the image and mask must have the same dimensions.",
+            "invalid_request_error",
+            "invalid_image",
+            param="mask",
+        ),
+        _REQUEST,
+        "bad_request",
+    ),
+    # -- Hugging Face Inference ({"error": "..."}; the token is optional) ------------------------
+    ErrorShape(
+        "huggingface",
+        "out_of_credits",
+        402,
+        {
+            "error": "You have exceeded your monthly included credits for Inference Providers. "
+            "Subscribe to PRO to get 20x more monthly included credits."
+        },
+        _CREDIT,
+    ),
+    ErrorShape(
+        "huggingface",
+        "rate_limited",
+        429,
+        {
+            "error": "Rate limit reached. You reached free usage limit (reset hourly). Please "
+            "subscribe to a plan at https://huggingface.co/pricing to use the API at this rate"
+        },
+        _RATE_LIMITED,
+        headers=_RETRY_AFTER,
+        retry_after=2.0,
+    ),
+    ErrorShape(
+        "huggingface",
+        "bad_key",
+        401,
+        {"error": "Invalid credentials in Authorization header"},
+        _AUTH,
+    ),
+    ErrorShape(
+        "huggingface",
+        "overloaded",
+        503,
+        {
+            "error": "Model black-forest-labs/FLUX.1-schnell is currently loading",
+            "estimated_time": 20.0,
+        },
+        _TRANSIENT,
+    ),
+    # -- Black Forest Labs (FLUX; FastAPI {"detail": ...}) -------------------------------------
+    ErrorShape("bfl", "out_of_credits", 402, {"detail": "Insufficient credits"}, _CREDIT),
+    ErrorShape(
+        "bfl",
+        "rate_limited",
+        429,
+        {
+            "detail": "You have exceeded the number of active tasks (24). Please wait for "
+            "some to complete before submitting more."
+        },
+        _RATE_LIMITED,
+    ),
+    ErrorShape(
+        "bfl", "bad_key", 403, {"detail": "Not authenticated - Invalid Authentication"}, _AUTH
+    ),
+    ErrorShape(
+        "bfl",
+        "overloaded",
+        503,
+        {"detail": "Service temporarily unavailable. Please try again later."},
+        _TRANSIENT,
+    ),
+    ErrorShape(
+        "bfl",
+        "context_length_exceeded",
+        422,
+        fal_validation_body("String should have at most 10000 characters", "string_too_long"),
+        _REQUEST,
+        "bad_request",
+    ),
+    # -- Pollinations (keyless; its gateway answers {"error": reason, "message": ...}) -------
+    ErrorShape(
+        "pollinations",
+        "rate_limited",
+        429,
+        {"error": "Too Many Requests", "message": "Rate limit exceeded.{wait}"},
+        _RATE_LIMITED,
+        headers=_RETRY_AFTER,
+        retry_after=2.0,
+    ),
+    ErrorShape(
+        "pollinations",
+        "overloaded",
+        503,
+        {"error": "Service Unavailable", "message": "The image queue is full, try again later."},
+        _TRANSIENT,
+    ),
+    ErrorShape(
+        "pollinations",
+        "content_policy",
+        400,
+        {"error": "Bad Request", "message": "The prompt was flagged as NSFW by the safety filter."},
+        _REQUEST,
+        "content_policy",
     ),
 )
 

@@ -1,4 +1,5 @@
-"""The demo's provider calls: small httpx clients speaking each provider's HTTP dialect.
+"""The demo's text calls: small httpx clients speaking each provider's chat dialect (image
+edits go through :class:`failover.http.ImageEditing`).
 
 They talk to the fake provider server exactly as they would to the real APIs (same paths,
 headers and bodies), and leave error handling to failover: a provider's error status raises
@@ -27,7 +28,7 @@ def _json(response: httpx.Response) -> Any:
 
 
 class DemoClients:
-    """Calls ``image_editing`` and ``text_generation`` on the platforms the demo knows.
+    """Calls ``text_generation`` on the platforms the demo knows.
 
     ``base_urls`` maps a platform to the API root to use for it (the fake server's
     :meth:`~failover.testing.FakeProviderServer.base_url`); ``key_of`` returns the API key
@@ -49,60 +50,6 @@ class DemoClients:
             return self._base_urls[platform.name]
         except KeyError:
             raise ValueError(f"the demo has no client for platform {platform.name!r}") from None
-
-    # -- image editing -----------------------------------------------------------------------
-
-    async def edit_image(
-        self, platform: PlatformSpec, image: bytes, mask: bytes, prompt: str
-    ) -> bytes:
-        """Inpaint ``image`` under ``mask``; returns the edited PNG's bytes."""
-        base = self._base(platform)
-        key = self._key_of(platform.api_key_env)
-        client = self._client
-        if platform.name == "stability":
-            response = await client.post(
-                f"{base}/v2beta/stable-image/edit/inpaint",
-                headers={"authorization": f"Bearer {key}", "accept": "image/*"},
-                files={"image": ("image.png", image), "mask": ("mask.png", mask)},
-                data={"prompt": prompt, "output_format": "png"},
-            )
-            response.raise_for_status()
-            return response.content
-        if platform.name == "replicate":
-            prediction = _json(
-                await client.post(
-                    f"{base}/v1/predictions",
-                    headers={"authorization": f"Bearer {key}", "prefer": "wait"},
-                    json={
-                        "version": platform.model,
-                        "input": {
-                            "image": _data_uri(image),
-                            "mask": _data_uri(mask),
-                            "prompt": prompt,
-                        },
-                    },
-                )
-            )
-            return await self._download(prediction["output"][0])
-        if platform.name == "fal":
-            result = _json(
-                await client.post(
-                    f"{base}/fal-ai/{platform.model}/inpaint",
-                    headers={"authorization": f"Key {key}"},
-                    json={
-                        "image_url": _data_uri(image),
-                        "mask_url": _data_uri(mask),
-                        "prompt": prompt,
-                    },
-                )
-            )
-            return await self._download(result["images"][0]["url"])
-        raise ValueError(f"the demo cannot edit images on {platform.name!r}")
-
-    async def _download(self, url: str) -> bytes:
-        response = await self._client.get(url)
-        response.raise_for_status()
-        return response.content
 
     # -- text generation ---------------------------------------------------------------------
 
@@ -130,10 +77,6 @@ class DemoClients:
             )
             return str(message["content"][0]["text"])
         raise ValueError(f"the demo cannot generate text on {platform.name!r}")
-
-
-def _data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def sample_image() -> bytes:

@@ -31,6 +31,7 @@ from failover._core.spec import IMAGE_EDITING, TEXT_GENERATION, PlatformSpec
 from failover._manager import PlatformManager
 from failover.cli._demo.clients import DemoClients, sample_image
 from failover.cli._demo.scenarios import SCENARIOS, Phase, Scenario
+from failover.http import ImageEditing, Polling
 from failover.testing.fake import FakeProviderServer
 
 CONFIG_RESOURCE: Final = "demo.toml"
@@ -197,7 +198,16 @@ async def run_demo(
         reporter.started(scenario, options, server.url)
         base_urls = {name: server.base_url(name) for name in _platform_names(manager)}
         clients = DemoClients(http_client, base_urls, lambda env: environ.get(env or "", ""))
-        run = _Run(manager, clients, server, scenario, options, reporter, result)
+        editor = ImageEditing(
+            manager,
+            base_urls={
+                spec.name: server.adapter_base_url(spec.name)
+                for spec in manager.platforms(IMAGE_EDITING)
+            },
+            polling=Polling(interval=0.05, max_interval=0.5),
+            environ=environ,
+        )
+        run = _Run(manager, clients, editor, server, scenario, options, reporter, result)
         async with nullcontext() if watch is None else watch(manager):
             await run.play()
         result.health = manager.get_health_status()
@@ -223,6 +233,7 @@ class _Run:
         self,
         manager: PlatformManager,
         clients: DemoClients,
+        editor: ImageEditing,
         server: FakeProviderServer,
         scenario: Scenario,
         options: DemoOptions,
@@ -231,6 +242,7 @@ class _Run:
     ) -> None:
         self.manager = manager
         self.clients = clients
+        self.editor = editor
         self.server = server
         self.scenario = scenario
         self.options = options
@@ -285,7 +297,7 @@ class _Run:
             try:
                 if operation == IMAGE_EDITING:
                     _, spec = await self.manager.with_fallback(
-                        operation, self.clients.edit_image, image, image, prompt
+                        operation, self.editor, image, image, prompt
                     )
                 else:
                     _, spec = await self.manager.with_fallback(

@@ -28,15 +28,30 @@ stability (base ``/stability``)            ``POST /stability/v2beta/stable-image
 replicate (base ``/replicate``)            ``POST /replicate/v1/predictions``,
                                            ``POST /replicate/v1/models/<o>/<n>/predictions``,
                                            ``GET /replicate/v1/predictions/<id>``
-fal (base ``/fal``)                        ``POST /fal/<app path...>``
+fal (base ``/fal``)                        ``POST /fal/<app path...>`` (synchronous, like
+                                           ``fal.run``); the queue, like ``queue.fal.run``, at
+                                           ``/fal/queue/<app>`` and
+                                           ``/fal/queue/<app>/requests/<id>[/status|/cancel]``
+openai images                              ``POST /openai/v1/images/generations``, ``.../edits``
+replicate jobs                             ``POST /replicate/v1/predictions/<id>/cancel``
+pollinations (base ``/pollinations``)      ``GET /pollinations/prompt/<prompt>``
+huggingface (base ``/huggingface``)        ``POST /huggingface/models/<owner>/<name>``
+flux_pro: Black Forest Labs (``/flux_pro``)  ``POST /flux_pro/v1/<model>``,
+                                           ``GET /flux_pro/v1/get_result?id=<id>``
 =========================================  ===================================================
+
+Replicate, FAL's queue and Black Forest Labs run jobs; :meth:`FakeProviderServer.set_job_script`
+says how long a platform's jobs stay queued and running and how they end (by default they
+finish at once), :meth:`FakeProviderServer.job_stats` counts submissions, polls and
+cancellations. :meth:`FakeProviderServer.adapter_base_url` is the base URL to give
+``failover.http``'s image and video adapters.
 
 Admin endpoints (for another process, e.g. a scenario driving ``failover fake-providers``):
 ``GET /_admin/info``, ``GET /_admin/stats``, ``POST /_admin/reset`` (statistics only),
 ``GET /_admin/behaviour``, and ``POST /_admin/behaviour`` with
 ``{"platform": "stability", "behaviour": {"kind": "out_of_credits"}}`` (``"platform": "*"``
 sets every platform; ``"behaviour"`` may also be just a kind name). Generated images are
-served from ``GET /_files/<name>.png``.
+served from ``GET /_files/<name>.png`` (videos from ``.../<name>.mp4``).
 
 The server never logs request bodies, headers or keys: at DEBUG level it logs the method, the
 path without its query string, the status and the outcome of each request.
@@ -59,10 +74,14 @@ import anyio.abc
 import h11
 
 from failover._observe.scrub import get_logger
+from failover.testing.fake import media
 from failover.testing.fake.behaviour import OUTCOME_OF_KIND, Behaviour, delay, next_step
+from failover.testing.fake.media import JobBook, JobScript
 from failover.testing.fake.shapes import (
+    ALL_PLATFORMS,
     DIALECT,
     FAKE_PNG,
+    MEDIA_DIALECT,
     OPENAI_COMPATIBLE_PLATFORMS,
     PLATFORMS,
     CutReply,
@@ -155,8 +174,11 @@ class FakeProviderServer:
         self._port: int | None = None
         self._states = {
             platform: _PlatformState(Behaviour(), random.Random(f"{seed}:{platform}"))
-            for platform in PLATFORMS
+            for platform in ALL_PLATFORMS
         }
+        self._jobs = JobBook()
+        self._open_connections = 0
+        self._peak_connections = 0
         for platform, behaviour in (behaviours or {}).items():
             self.set_behaviour(platform, behaviour)
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -232,10 +254,34 @@ class FakeProviderServer:
             return f"{self.url}/{platform}/v1"
         return f"{self.url}/{platform}"
 
+    def adapter_base_url(self, platform: str) -> str:
+        """The base URL to give ``platform``'s image or video adapter (``failover.http``):
+        :meth:`base_url`, but FAL's queue for ``fal``."""
+        base = self.base_url(platform)
+        return f"{base}/queue" if platform == "fal" else base
+
     @property
     def connections_accepted(self) -> int:
         """How many TCP connections the server has accepted (to check keep-alive reuse)."""
         return self._connections_accepted
+
+    @property
+    def peak_connections(self) -> int:
+        """The most connections that were open at once."""
+        return self._peak_connections
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def set_job_script(self, platform: str, script: JobScript) -> None:
+        """How ``platform``'s jobs run from the next submission on (see :class:`JobScript`)."""
+        if not isinstance(script, JobScript):
+            raise ValueError(f"script must be a JobScript, got {script!r}")
+        self._state(platform)
+        self._jobs.scripts[platform] = script
+
+    def job_stats(self) -> dict[str, dict[str, int]]:
+        """Per platform that ran jobs: ``submitted``, ``polls`` and ``canceled`` counts."""
+        return self._jobs.stats()
 
     # -- behaviour and statistics ----------------------------------------------------------
 
@@ -256,7 +302,8 @@ class FakeProviderServer:
     def stats(self) -> dict[str, dict[str, int]]:
         """Requests per platform and outcome: ``{"stability": {"total": 3, "credit": 3}, ...}``.
 
-        Every platform is present with its ``"total"``; an outcome appears once it happened.
+        Every platform of ``PLATFORMS`` is present with its ``"total"`` (an image-only one
+        once it was asked something); an outcome appears once it happened.
         Outcomes: ``ok``, ``error_<status>`` (flaky), ``credit``, ``rate_limited``, ``hang``,
         ``auth``, ``overloaded``, ``stream_cut``, ``content_policy``,
         ``context_length_exceeded``, ``bad_request`` (malformed request), ``not_found``.
@@ -265,6 +312,7 @@ class FakeProviderServer:
         return {
             platform: {"total": state.counts.total(), **dict(sorted(state.counts.items()))}
             for platform, state in self._states.items()
+            if platform in PLATFORMS or state.counts
         }
 
     def reset_stats(self) -> None:
@@ -277,7 +325,7 @@ class FakeProviderServer:
             return self._states[platform]
         except KeyError:
             raise ValueError(
-                f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}"
+                f"unknown platform {platform!r}; expected one of {', '.join(ALL_PLATFORMS)}"
             ) from None
 
     # -- connections ---------------------------------------------------------------------
@@ -300,6 +348,8 @@ class FakeProviderServer:
 
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self._open_connections += 1
+        self._peak_connections = max(self._peak_connections, self._open_connections)
         try:
             while True:
                 event = await self._next_event(conn, stream)
@@ -320,6 +370,7 @@ class FakeProviderServer:
         except Exception:
             logger.exception("fake provider server: unexpected error on a connection")
         finally:
+            self._open_connections -= 1
             await anyio.aclose_forcefully(stream)
 
     async def _receive(self, stream: anyio.abc.SocketStream) -> bytes:
@@ -413,7 +464,7 @@ class FakeProviderServer:
     ) -> bool:
         """Answer one request; returns whether the connection may serve another."""
         method = request.method.decode("ascii", "replace").upper()
-        path = request.target.decode("latin-1").partition("?")[0]
+        path, _, query = request.target.decode("latin-1").partition("?")
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
         }
@@ -428,7 +479,9 @@ class FakeProviderServer:
             return False
 
         try:
-            response, outcome = await self._dispatch(conn, stream, method, path, headers, body)
+            response, outcome = await self._dispatch(
+                conn, stream, method, path, headers, body, query
+            )
         except _ClientGone:
             raise
         except Exception:
@@ -451,6 +504,7 @@ class FakeProviderServer:
         path: str,
         headers: dict[str, str],
         body: bytes,
+        query: str = "",
     ) -> tuple[Response | None, str]:
         """The response to a request and its outcome; ``None`` means drop the client."""
         segments = [segment for segment in path.split("/") if segment]
@@ -459,14 +513,16 @@ class FakeProviderServer:
             return self._admin(method, segments[1:], body), "admin"
         if head == "_files":
             if method == "GET" and len(segments) == 2:
+                if segments[1].endswith(".mp4"):
+                    return Reply(200, media.FAKE_MP4, content_type="video/mp4"), "file"
                 return Reply(200, FAKE_PNG, content_type="image/png"), "file"
             return json_reply(404, {"error": {"message": "no such file"}}), "not_found"
         if head not in self._states:
-            message = f"unknown platform {head!r}; known platforms: {', '.join(PLATFORMS)}"
+            message = f"unknown platform {head!r}; known platforms: {', '.join(ALL_PLATFORMS)}"
             return json_reply(404, {"error": {"message": message, "type": "not_found"}}), (
                 "unknown_platform"
             )
-        request = Request(method, path, head, "", headers, body)
+        request = Request(method, path, head, "", headers, body, query=query)
         return await self._platform_request(conn, stream, request, segments[1:])
 
     @staticmethod
@@ -547,7 +603,7 @@ class FakeProviderServer:
     ) -> tuple[Response | None, str]:
         """Route, validate, apply the platform's behaviour. ``None`` means drop the client."""
         state = self._states[request.platform]
-        dialect = DIALECT[request.platform]
+        dialect = DIALECT.get(request.platform) or MEDIA_DIALECT[request.platform]
         endpoint = route(request.platform, request.method, rest)
         if endpoint is None:
             state.counts["not_found"] += 1
@@ -581,22 +637,79 @@ class FakeProviderServer:
                 return None, outcome
             if failed:
                 return server_error(dialect, behaviour.status, state.rng), outcome
-            return success(request, state.rng, self.url), outcome
+            return self._success(request, state), outcome
 
         outcome = OUTCOME_OF_KIND[kind]
         state.counts[outcome] += 1
         if kind == "hanging":
             if not await self._wait_for(conn, stream, behaviour.seconds):
                 return None, outcome
-            return success(request, state.rng, self.url), outcome
+            return self._success(request, state), outcome
         if kind == "stream_cut":
-            answer = success(request, state.rng, self.url)
+            answer = self._success(request, state)
             if isinstance(answer, StreamReply):
                 answer.cut_after = behaviour.after_chunks
                 return answer, outcome
             length = len(answer.body) if isinstance(answer, Reply) else 0
             return CutReply(max(length, 1)), outcome
         return behaviour_error(dialect, behaviour, request, state.rng), outcome
+
+    def _success(self, request: Request, state: _PlatformState) -> Response:
+        """The answer to a request that succeeds: a job's step for the job APIs."""
+        route = request.route
+        rng, url, jobs, platform = state.rng, self.url, self._jobs, request.platform
+        job_id = request.path.rstrip("/").split("/")
+        if route == "replicate_create":
+            rest = request.path.split("/")
+            data = request.json if isinstance(request.json, dict) else {}
+            model = "/".join(rest[4:6]) if len(rest) == 7 else data.get("model", "fake/model")
+            job = jobs.create(platform, str(model), rng, url)
+            return media.replicate_prediction(job, request, url, 201)
+        if route in ("replicate_get", "replicate_cancel"):
+            ident = job_id[-2] if route == "replicate_cancel" else job_id[-1]
+            found = jobs.poll(platform, ident) if route == "replicate_get" else None
+            if route == "replicate_cancel":
+                found = jobs.cancel(platform, ident)
+            if found is None:
+                return media.replicate_not_found()
+            return media.replicate_prediction(found, request, url, 200)
+        if route == "fal_submit":
+            app = "/".join(request.path.split("/")[3:])
+            job = jobs.create(platform, app, rng, url)
+            return media.fal_queue_status(job, app, url, submitted=True)
+        if route in ("fal_status", "fal_result", "fal_cancel"):
+            return self._fal_request(request, route)
+        if route == "bfl_submit":
+            job = jobs.create(platform, request.path.split("/")[-1], rng, url)
+            return media.bfl_submitted(job, url)
+        if route == "bfl_result":
+            ident = dict(part.partition("=")[::2] for part in request.query.split("&") if part).get(
+                "id", ""
+            )
+            return media.bfl_result(jobs.poll(platform, ident), ident)
+        if route == "openai_images":
+            return media.openai_images(request, rng, url)
+        if route in ("pollinations", "huggingface"):
+            return media.image_bytes()
+        return success(request, rng, url)
+
+    def _fal_request(self, request: Request, route: str) -> Reply:
+        parts = request.path.split("/")
+        index = parts.index("requests")
+        app, ident = "/".join(parts[3:index]), parts[index + 1]
+        if route == "fal_status":
+            job = self._jobs.poll(request.platform, ident)
+        elif route == "fal_cancel":
+            job = self._jobs.cancel(request.platform, ident)
+        else:
+            job = self._jobs.jobs.get(ident)
+        if job is None:
+            return json_reply(404, {"detail": f"Request {ident} not found"})
+        if route == "fal_status":
+            return media.fal_queue_status(job, app, self.url)
+        if route == "fal_cancel":
+            return media.fal_cancel(job)
+        return media.fal_queue_result(job)
 
     # -- admin -----------------------------------------------------------------------------
 
@@ -608,7 +721,7 @@ class FakeProviderServer:
                 {
                     "server": "failover fake providers",
                     "url": self.url,
-                    "platforms": {platform: self.base_url(platform) for platform in PLATFORMS},
+                    "platforms": {platform: self.base_url(platform) for platform in ALL_PLATFORMS},
                 },
             )
         if method == "GET" and action == "stats":

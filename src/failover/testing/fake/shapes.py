@@ -35,8 +35,13 @@ from failover.testing.fake.behaviour import Behaviour
 
 #: Platforms that speak the OpenAI chat-completions protocol.
 OPENAI_COMPATIBLE_PLATFORMS: Final = ("openai", "groq", "xai", "together", "google")
-#: Every platform the server knows, in a stable order.
+#: The text and image platforms every fake failure applies to, in a stable order.
 PLATFORMS: Final = (*OPENAI_COMPATIBLE_PLATFORMS, "anthropic", "stability", "replicate", "fal")
+#: Image-only platforms (Pollinations, Hugging Face Inference, Black Forest Labs as
+#: ``flux_pro``): they answer only the failures their APIs really send (:data:`MEDIA_DIALECT`).
+MEDIA_PLATFORMS: Final = ("pollinations", "huggingface", "flux_pro")
+#: Every platform the server knows.
+ALL_PLATFORMS: Final = (*PLATFORMS, *MEDIA_PLATFORMS)
 
 #: Which provider's error-body dialect each platform speaks (a ``provider`` of the shapes
 #: table). Google's OpenAI-compatible endpoint answers errors in Google's own
@@ -51,6 +56,12 @@ DIALECT: Final[dict[str, str]] = {
     "stability": "stability",
     "replicate": "replicate",
     "fal": "fal",
+}
+#: The error dialect of each image-only platform.
+MEDIA_DIALECT: Final[dict[str, str]] = {
+    "pollinations": "pollinations",
+    "huggingface": "huggingface",
+    "flux_pro": "bfl",
 }
 
 _WORDS: Final = (
@@ -158,6 +169,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     json: Any = None
+    query: str = ""
 
     @property
     def wants_stream(self) -> bool:
@@ -294,6 +306,11 @@ def _invalid_request(dialect: str, message: str, param: str | None) -> Reply:
 def route(platform: str, method: str, rest: list[str]) -> str | None:
     """Which endpoint ``method /<platform>/<rest>`` is, or ``None``."""
     if platform in OPENAI_COMPATIBLE_PLATFORMS:
+        if method == "POST" and rest in (
+            ["v1", "images", "generations"],
+            ["v1", "images", "edits"],
+        ):
+            return "openai_images"
         return "chat" if method == "POST" and rest == ["v1", "chat", "completions"] else None
     if platform == "anthropic":
         return "messages" if method == "POST" and rest == ["v1", "messages"] else None
@@ -313,9 +330,42 @@ def route(platform: str, method: str, rest: list[str]) -> str | None:
             return "replicate_create"
         if method == "GET" and len(rest) == 3 and rest[:2] == ["v1", "predictions"]:
             return "replicate_get"
+        if method == "POST" and len(rest) == 4 and rest[:2] == ["v1", "predictions"]:
+            return "replicate_cancel" if rest[3] == "cancel" else None
         return None
     if platform == "fal":
+        if rest[:1] == ["queue"]:
+            return _fal_queue_route(method, rest[1:])
         return "fal" if method == "POST" and rest else None
+    return _media_route(platform, method, rest)
+
+
+def _fal_queue_route(method: str, rest: list[str]) -> str | None:
+    """``queue/<app>`` (submit), ``.../requests/<id>[/status|/cancel]``."""
+    if "requests" not in rest:
+        return "fal_submit" if method == "POST" and len(rest) >= 2 else None
+    tail = rest[rest.index("requests") + 1 :]
+    if method == "GET" and len(tail) == 1:
+        return "fal_result"
+    if method == "GET" and len(tail) == 2 and tail[1] == "status":
+        return "fal_status"
+    if method == "PUT" and len(tail) == 2 and tail[1] == "cancel":
+        return "fal_cancel"
+    return None
+
+
+def _media_route(platform: str, method: str, rest: list[str]) -> str | None:
+    if platform == "pollinations":
+        ok = method == "GET" and len(rest) >= 2 and rest[0] == "prompt"
+        return "pollinations" if ok else None
+    if platform == "huggingface":
+        ok = method == "POST" and len(rest) >= 2 and rest[0] == "models"
+        return "huggingface" if ok else None
+    if platform == "flux_pro":
+        if method == "GET" and rest == ["v1", "get_result"]:
+            return "bfl_result"
+        ok = method == "POST" and len(rest) == 2 and rest[0] == "v1"
+        return "bfl_submit" if ok else None
     return None
 
 
