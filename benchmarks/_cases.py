@@ -198,6 +198,71 @@ def _decorated_call(manager: PlatformManager) -> AsyncCall:
     return call
 
 
+def operation_sync(platform: PlatformSpec) -> str:
+    return "ok"
+
+
+def sync_variants() -> dict[str, AsyncCall]:
+    """The synchronous happy path, each variant wrapped in the same thin coroutine so the
+    harness can interleave them: the wrapper's cost cancels out against the bare call."""
+    breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=300)
+    call_breaker = breaker.call
+
+    async def bare() -> str:
+        return operation_sync(SPEC)
+
+    async def pybreaker_call() -> str:
+        return call_breaker(operation_sync, SPEC)  # type: ignore[no-any-return]
+
+    timed: dict[str, AsyncCall] = {"bare call": bare, "pybreaker call()": pybreaker_call}
+    managers = {
+        "telemetry off": PlatformManager(PRIORITIES, environ={}, monitoring_enabled=False),
+        "OTel API, no SDK": PlatformManager(PRIORITIES, environ={}),
+    }
+    for label, manager in managers.items():
+        with_fallback_sync = manager.with_fallback_sync
+
+        async def sync_call(with_fallback_sync: Any = with_fallback_sync) -> Any:
+            return with_fallback_sync(OP, operation_sync)
+
+        @fallback(OP, manager=manager)
+        def decorated(platform: PlatformSpec) -> str:
+            return "ok"
+
+        async def decorated_call(decorated: Any = decorated) -> Any:
+            return decorated()
+
+        timed[f"with_fallback_sync, {label}"] = sync_call
+        timed[f"sync @fallback, {label}"] = decorated_call
+    return timed
+
+
+async def sync_happy_path(rounds: int, target_ms: float) -> dict[str, Any]:
+    """Per-call cost of the synchronous API next to pybreaker's ``call()``."""
+    timed = sync_variants()
+    sizes = await _sized(timed, target_ms)
+    samples = await interleave(timed, rounds, sizes, CPU)
+    floor = "bare call"
+    compared = {
+        name: {"pybreaker call()": Spread.of(ratios(samples, name, "pybreaker call()", floor))}
+        for name in timed
+        if "fallback" in name
+    }
+    overhead = {
+        name: Spread.of(
+            [value - base for value, base in zip(samples[name], samples[floor], strict=True)]
+        )
+        for name in timed
+    }
+    return {
+        "per_call_ns": _spread_ns(samples),
+        "overhead_ns": overhead,
+        "ratios": compared,
+        "calls_per_batch": sizes,
+        "rounds": rounds,
+    }
+
+
 async def happy_path(rounds: int, target_ms: float) -> dict[str, Any]:
     """Per-call cost of every variant, and the ratios the goals are judged on."""
     sdk, sdk_hand = SdkPair(), SdkPair()

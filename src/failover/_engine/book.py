@@ -276,19 +276,22 @@ class Book:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Completed %s using %s", pair.operation, pair.spec.name)
 
-    def ready_success(self, pair: Pair, duration: float, now: float, locked: bool = False) -> None:
+    def ready_success(self, pair: Pair, duration: float, now: float) -> None:
         """A success on a pair that was ready (closed, nothing cooling) while nobody records
         spans or metrics: :meth:`succeeded` without what cannot apply (the fast path)."""
-        if self.threaded and not locked:
-            with self.lock:
-                self.ready_success(pair, duration, now, True)
-            return
-        breaker = pair.breaker
-        if breaker.consecutive_failures:  # a success ends the streak
-            breaker.on_success(CLOSED_PERMIT)
-            pair.record_failure_counters()
-        if self.monitoring:
-            pair.stats.record_success(now, duration, pair.spec.estimated_cost)
+        lock = self.lock if self.threaded else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            breaker = pair.breaker
+            if breaker.consecutive_failures:  # a success ends the streak
+                breaker.on_success(CLOSED_PERMIT)
+                pair.record_failure_counters()
+            if self.monitoring:
+                pair.stats.record_success(now, duration, pair.spec.estimated_cost)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def failed(
         self, pair: Pair, permit: Permit | None, verdict: Classification, duration: float | None

@@ -14,6 +14,7 @@ fleet state (its link lives on an event loop).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from logging import DEBUG
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from failover._core.errors import ConfigError
@@ -86,27 +88,10 @@ def call_sync(
     context: Mapping[str, Any] | None,
 ) -> Answer:
     """One call down ``route``, blocking until it is answered."""
-    check_blocking(func, "with_fallback_sync")
     book.threaded = True  # a synchronous caller is one thread among any number
     if route.plain and book.telemetry.quiet():
         return _fast(book, workers, route, func, args, kwargs, context)
     return _observed(book, workers, Call(book, route, func, args, kwargs, context))
-
-
-def check_blocking(func: object, entry: str) -> None:
-    """Refuse an ``async def`` at a synchronous entry point, before anything is counted."""
-    target = func
-    while hasattr(target, "func") and not inspect.isroutine(target):  # functools.partial
-        target = target.func
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
-    ):
-        name = getattr(func, "__qualname__", repr(func))
-        raise ConfigError(
-            f"{entry}() got the async function {name}: await manager.with_fallback(...) "
-            "instead, or give it a plain function",
-            key="operation_func",
-        )
 
 
 def _fast(
@@ -147,18 +132,31 @@ def _fast(
 
 
 def _refuse_awaitable(result: Any, func: Operation) -> None:
-    """Raise :class:`Misused` if a plain function handed back an awaitable: nothing would run
-    it (it is closed, so no "never awaited" warning and no side effect)."""
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        name = getattr(func, "__qualname__", repr(func))
-        raise Misused(
-            f"{name} returned an awaitable to a synchronous call: await "
-            "manager.with_fallback(...) instead, or return the result itself",
-            key="operation_func",
+    """Raise :class:`Misused` if the operation handed back a coroutine (an ``async def``, or a
+    plain function returning one): nothing would run it. It is closed, so no "never awaited"
+    warning and no side effect. (One type check: the answer of a plain function pays nothing
+    more.)"""
+    if type(result) is CoroutineType:
+        result.close()
+        raise Misused(_misuse(func), key="operation_func")
+
+
+def _misuse(func: Operation) -> str:
+    name = getattr(func, "__qualname__", repr(func))
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        return (
+            f"with_fallback_sync() got the async function {name}: await "
+            "manager.with_fallback(...) instead, or give it a plain function"
         )
+    return (
+        f"{name} returned an awaitable to a synchronous call: await "
+        "manager.with_fallback(...) instead, or return the result itself"
+    )
 
 
 def _observed(book: Book, workers: Workers, call: Call) -> Answer:
