@@ -35,6 +35,10 @@ from _harness import Spread, machine, versions
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS_MD = HERE / "RESULTS.md"
+#: Before/after figures of the engine rebuild (written by hand from two runs of this script).
+ENGINE_MD = HERE / "ENGINE.md"
+#: Figures of the benchmarks that run on their own (bench_dashboard.py, bench_http.py).
+STANDALONE_MD = HERE / "STANDALONE.md"
 RESULTS_JSON = HERE / "results.json"
 OPTIMISATIONS_MD = HERE / "OPTIMISATIONS.md"
 SECTIONS = ("happy", "sync", "skip", "failure", "throughput", "blast", "scale", "import", "profile")
@@ -484,8 +488,10 @@ def markdown(results: dict[str, Any], settings: Settings, found: list[Goal]) -> 
             "```",
             "",
         ]
-    if OPTIMISATIONS_MD.exists():
-        lines += [OPTIMISATIONS_MD.read_text(encoding="utf-8").rstrip(), ""]
+    for notes in (ENGINE_MD, OPTIMISATIONS_MD, STANDALONE_MD):
+        if notes.exists():
+            text = notes.read_text(encoding="utf-8").rstrip()
+            lines += [text.split("-->", 1)[1].lstrip() if text.startswith("<!--") else text, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -20,8 +20,6 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from logging import DEBUG
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +36,8 @@ from failover._observe.telemetry import use_span
 from failover.policies.timeout import AttemptTimeout
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from failover._core.spec import PlatformSpec
     from failover._engine.book import Book
     from failover._engine.route import Pair, Route
@@ -68,6 +68,9 @@ class Workers:
     def submit(self, func: Operation, spec: PlatformSpec, args: Any, kwargs: Any) -> Future[Any]:
         with self._lock:
             if self._pool is None:
+                # concurrent.futures on first use: import failover stays light.
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._pool = ThreadPoolExecutor(thread_name_prefix="failover-attempt")
             return self._pool.submit(func, spec, *args, **kwargs)
 
@@ -290,7 +293,7 @@ def _attempt(
     wait = left if limit is None else min(limit, left)
     try:
         result = future.result(timeout=wait)
-    except FutureTimeout:
+    except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
         future.cancel()  # not started yet: never runs; running: its result is dropped
         if limit is not None and limit <= left:
             raise AttemptTimeout(limit) from None

@@ -28,7 +28,7 @@ Two rules keep the fleet consistent whatever fails:
 from __future__ import annotations
 
 import math
-import secrets
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
@@ -58,11 +58,14 @@ REFUSED_RETRY_SECONDS: Final = 1.0
 #: An epoch is a counter in the high bits and a random tie-break in the low ones, so two
 #: operators acting on one pair during the same outage still leave one winner fleet-wide.
 _EPOCH_SHIFT: Final = 32
+#: The OS's randomness (not a seeded generator: forked workers must not share tie-breaks);
+#: ``secrets`` would import hashlib and hmac with ``import failover``.
+_RANDOM: Final = random.SystemRandom()
 
 
 def next_epoch(epoch: int) -> int:
     """An epoch higher than ``epoch`` (and than any other process's next one, bar a 2**-32 tie)."""
-    return (((epoch >> _EPOCH_SHIFT) + 1) << _EPOCH_SHIFT) | secrets.randbits(_EPOCH_SHIFT)
+    return (((epoch >> _EPOCH_SHIFT) + 1) << _EPOCH_SHIFT) | _RANDOM.getrandbits(_EPOCH_SHIFT)
 
 
 @dataclass(frozen=True, slots=True)

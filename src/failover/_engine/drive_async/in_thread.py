@@ -6,8 +6,6 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-import anyio.to_thread
-
 from failover._core.spec import PlatformSpec
 
 P = ParamSpec("P")
@@ -29,6 +27,8 @@ def in_thread(
 
     @functools.wraps(func)
     async def threaded(platform: PlatformSpec, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        import anyio.to_thread  # on first use: import failover stays light
+
         call = functools.partial(func, platform, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
