@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_app",
+    "create_wsgi_app",
     "create_fleet_app",
     "publish_health",
     "serve",
@@ -76,3 +77,20 @@ def create_app(
     app.state.failover_feed = feed  # the handler holds feeds weakly: the app keeps its own
     app.state.failover_hub = hub
     return app
+
+
+def create_wsgi_app(
+    manager: PlatformManager,
+    *,
+    refresh: float = 0.5,
+    admin_token: str | None = None,
+    title: str = "failover",
+) -> Any:
+    """:func:`create_app` for WSGI servers (Flask, Django, gunicorn's sync workers): the same
+    app through ``a2wsgi``, which runs it on an event loop thread of its own. Mount it beside
+    a Flask app with ``werkzeug.middleware.dispatcher.DispatcherMiddleware``. The manager is
+    safe to share with the synchronous API (``docs/sync.md``)."""
+    from a2wsgi import ASGIMiddleware
+
+    app = create_app(manager, refresh=refresh, admin_token=admin_token, title=title)
+    return ASGIMiddleware(app)  # type: ignore[arg-type]
