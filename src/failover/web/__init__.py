@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_app",
-    "create_wsgi_app",
     "create_fleet_app",
+    "create_wsgi_app",
     "publish_health",
     "serve",
     "serving",
