@@ -328,19 +328,32 @@ async def skip_cost(rounds: int, target_ms: float, counts: tuple[int, ...]) -> d
         timed[f"{count} open"] = _with_fallback_call(manager)
     sizes = await _sized(timed, target_ms)
     samples = await interleave(timed, rounds, sizes, CPU)
+    # Per open platform beyond the first: with none open a call takes the fast path (no call
+    # record at all), so (N open - 0 open) / N would mix the price of leaving it into every
+    # platform; the first skip is reported apart.
+    base = "1 open" if 1 in counts else "0 open"
+    first = 1 if base == "1 open" else 0
     per_platform = {
         count: Spread.of(
             [
-                (value - base) / count
-                for value, base in zip(samples[f"{count} open"], samples["0 open"], strict=True)
+                (value - floor) / (count - first)
+                for value, floor in zip(samples[f"{count} open"], samples[base], strict=True)
             ]
         )
         for count in counts
-        if count
+        if count > first
     }
+    first_skip = (
+        Spread.of(
+            [one - none for one, none in zip(samples["1 open"], samples["0 open"], strict=True)]
+        )
+        if first and 0 in counts
+        else None
+    )
     return {
         "per_call_ns": _spread_ns(samples),
         "per_open_platform_ns": per_platform,
+        "first_skip_ns": first_skip,
         "rounds": rounds,
     }
 

@@ -91,12 +91,12 @@ class PairState:
         "_environ",
         "_key_present",
         "_metric_attributes",
-        "_skip_records",
         "breaker",
         "classifiers",
         "cooldown",
         "operation",
         "platform",
+        "skip_records",
         "spec",
         "stats",
     )
@@ -120,7 +120,8 @@ class PairState:
         self._environ = os.environ if environ is None else environ
         self._key_present = spec.api_key_env is None
         self._metric_attributes: dict[str, dict[str, str]] | None = None
-        self._skip_records: dict[str, Attempt] | None = None
+        #: One shared skip record per reason (made on the first skip for it).
+        self.skip_records: dict[str, Attempt] | None = None
 
     def skip_record(self, reason: str) -> Attempt:
         """The :class:`Attempt` recording that this pair was skipped for ``reason``.
@@ -128,9 +129,11 @@ class PairState:
         Attempts are frozen, so one record per reason is shared by every call that skips the
         pair: passing over an open platform allocates nothing once it has been skipped before.
         """
-        records = self._skip_records
+        records = self.skip_records
         if records is None:
-            records = self._skip_records = {}
+            records = self.skip_records = {}
+        elif reason in records:
+            return records[reason]
         record = records.get(reason)
         if record is None:
             spec = self.spec

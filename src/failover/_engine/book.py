@@ -16,6 +16,7 @@ import logging
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from logging import DEBUG
 from typing import TYPE_CHECKING, Any, Final
 
 from failover._core.breaker import CLOSED_PERMIT, Permit
@@ -105,12 +106,14 @@ class Book:
 
     def skipped(self, call: Call, pair: Pair, reason: str) -> None:
         """``pair`` was passed over for ``reason``: a skip record, a span event, a log line."""
-        call.attempts.append(pair.skip_record(reason))
+        records = pair.skip_records  # looked up inline: this runs once per platform passed over
+        record = None if records is None else records.get(reason)
+        call.attempts.append(pair.skip_record(reason) if record is None else record)
         # The telemetry hook is called only when it has something to record.
         telemetry = self.telemetry
         if call.span is not None or telemetry.instruments() is not None:
             telemetry.skipped(call.span, pair.spec.name, pair.operation, reason)
-        if logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(DEBUG):
             logger.debug(
                 "Skipping unhealthy platform %s for %s: %s", pair.spec.name, pair.operation, reason
             )

@@ -69,17 +69,26 @@ def admit(book: Book, call: Call, pair: Pair) -> Permit | None:
         return None
     pipeline = call.route.pipeline
     if pipeline is not None and pipeline.admit:
+        return admitted(book, call, pair, admission)
+    return admission
+
+
+def admitted(book: Book, call: Call, pair: Pair, permit: Permit) -> Permit | None:
+    """``permit`` (the pair admitted an attempt) unless a strategy's ``admit`` hook passes the
+    pair over: then the permit goes back and the skip is recorded."""
+    pipeline = call.route.pipeline
+    if pipeline is not None:
         for hook in pipeline.admit:
             try:
                 reason = hook(call, pair)
             except BaseException:
-                book.give_back(pair, admission)  # a probe slot must not wait for its lease
+                book.give_back(pair, permit)  # a probe slot must not wait for its lease
                 raise
             if reason is not None:
-                book.give_back(pair, admission)
+                book.give_back(pair, permit)
                 book.skipped(call, pair, reason)
                 return None
-    return admission
+    return permit
 
 
 def after_failure(

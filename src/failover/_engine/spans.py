@@ -2,38 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from failover._core.classify import classify
 from failover._core.kinds import Outcome
 from failover._observe.telemetry import use_span
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from opentelemetry.trace import Span
+
     from failover._engine.book import Book
     from failover._engine.call import Call
     from failover._engine.route import Pair
 
 
-@contextmanager
-def attempt_span(
-    book: Book, call: Call, pair: Pair, cancelled: type[BaseException]
-) -> Iterator[None]:
+class attempt_span:
     """The attempt's span around the operation (``call.tracer`` must be set): a cancelled
-    attempt is marked so, a failed one gets its error type and kind."""
-    assert call.tracer is not None
-    telemetry = book.telemetry
-    span = telemetry.start_attempt(
-        call.tracer, pair.spec, pair.operation, call.tries, pair.breaker.state.value
-    )
-    with use_span(span, end_on_exit=True):
-        try:
-            yield
-        except cancelled:
-            span.set_attribute("failover.outcome", Outcome.CANCELLED.value)
-            raise
-        except BaseException as exc:
-            kind = classify(exc, pair.classifiers).kind.value
-            telemetry.fail_span(span, exc, type(exc).__qualname__, kind)
-            raise
+    attempt is marked so, a failed one gets its error type and kind. A class rather than a
+    generator-based context manager: it runs once per attempt while spans are recorded."""
+
+    __slots__ = ("_book", "_cancelled", "_pair", "_scope", "_span")
+
+    def __init__(self, book: Book, call: Call, pair: Pair, cancelled: type[BaseException]) -> None:
+        assert call.tracer is not None
+        self._book = book
+        self._pair = pair
+        self._cancelled = cancelled
+        self._span: Span = book.telemetry.start_attempt(
+            call.tracer, pair.spec, pair.operation, call.tries, pair.breaker.state.value
+        )
+        self._scope: AbstractContextManager[Any] = use_span(self._span, end_on_exit=True)
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc is not None:
+            if isinstance(exc, self._cancelled):
+                self._span.set_attribute("failover.outcome", Outcome.CANCELLED.value)
+            else:
+                kind = classify(exc, self._pair.classifiers).kind.value
+                self._book.telemetry.fail_span(self._span, exc, type(exc).__qualname__, kind)
+        return self._scope.__exit__(exc_type, exc, tb)

@@ -43,13 +43,26 @@ def walk(book: Book, call: Call, order: Sequence[Pair], *, begun: int = 0) -> St
     tried) until one answers; then the last resort, or :class:`AllPlatformsFailed`."""
     platforms = begun
     reason: str | None = None
+    fleet = book.fleet
+    settings = book.settings
+    clock = book.clock
+    hooks = call.route.pipeline is not None and bool(call.route.pipeline.admit)
     for index in range(begun, len(order)):
-        reason = decide.stop_reason(book, call, platforms)
-        if reason is not None:
+        if call.tries >= settings.max_attempts or (platforms and not settings.fallback_enabled):
+            reason = decide.stop_reason(book, call, platforms)
             break
         pair = order[index]
-        permit = yield from admit(book, call, pair)
+        # admit() and decide.admit, inlined: passing over many unavailable platforms costs
+        # no generator and no extra call per platform.
+        admission = pair.admit(clock)
+        if type(admission) is not Permit:
+            book.skipped(call, pair, admission)  # type: ignore[arg-type]
+            continue
+        permit = decide.admitted(book, call, pair, admission) if hooks else admission
         if permit is None:
+            continue
+        if permit.is_probe and fleet is not None and not (yield Lease(pair, permit)):
+            book.skipped(call, pair, SkipReason.OPEN)
             continue
         answer = yield from on_platform(book, call, pair, permit)
         if type(answer) is tuple:
