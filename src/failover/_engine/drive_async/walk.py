@@ -190,7 +190,10 @@ async def drive(book: Book, call: Call, steps: Steps) -> Any:
     error: BaseException | None = None
     while True:
         try:
-            with book.guard:
+            if book.threaded:
+                with book.lock:
+                    effect = steps.send(reply) if error is None else steps.throw(error)
+            else:
                 effect = steps.send(reply) if error is None else steps.throw(error)
         except StopIteration as stop:
             return stop.value
@@ -212,9 +215,16 @@ async def drive(book: Book, call: Call, steps: Steps) -> Any:
 
 async def _invoke(book: Book, call: Call, effect: Invoke) -> Tried:
     clock = book.clock
+    pipeline = call.route.pipeline
     started = clock.now()
     try:
-        result = await attempt(book, call, effect.pair, effect.func)
+        if call.tracer is None and (pipeline is None or not pipeline.timeouts):
+            # attempt() and invoke() inlined: nothing to time out and no span to open.
+            result = effect.func(effect.pair.spec, *call.args, **call.kwargs)
+            if type(result) is CoroutineType or isinstance(result, Awaitable):
+                result = await result
+        else:
+            result = await attempt(book, call, effect.pair, effect.func)
     except BaseException as exc:
         return Tried(False, exc, started, clock.now(), _cancelled(exc))
     return Tried(True, result, started, clock.now())
