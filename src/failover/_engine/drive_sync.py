@@ -25,14 +25,12 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from failover._core.errors import ConfigError
-from failover._core.kinds import Outcome
 from failover._engine import decide
 from failover._engine.call import Call, Operation
 from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
-from failover._engine.spans import attempt_span
+from failover._engine.spans import attempt_span, call_scope
 from failover._engine.walk import Steps, resume, walk
 from failover._observe.scrub import get_logger
-from failover._observe.telemetry import use_span
 from failover.policies.timeout import AttemptTimeout
 
 if TYPE_CHECKING:
@@ -169,29 +167,8 @@ def _observed(book: Book, workers: Workers, call: Call) -> Answer:
     instruments = telemetry.instruments()
     if tracer is None and instruments is None:
         return run(book, workers, call)
-    started = book.clock.now()
-    span = call.span = None if tracer is None else telemetry.start_call(tracer, call.operation)
-    outcome = Outcome.FAILURE
-    try:
-        if span is None:
-            answer = run(book, workers, call)
-        else:
-            with use_span(span, end_on_exit=False):
-                answer = run(book, workers, call)
-        outcome = Outcome.SUCCESS
-        return answer
-    except BaseException as exc:
-        if span is not None:
-            telemetry.fail_span(span, exc, type(exc).__qualname__)
-        raise
-    finally:
-        if span is not None:
-            span.end()
-        if instruments is not None:
-            instruments.call_duration.record(
-                book.clock.now() - started,
-                {"failover.operation": call.operation, "failover.outcome": outcome.value},
-            )
+    with call_scope(book, call, instruments, OutOfTime):
+        return run(book, workers, call)
 
 
 def run(book: Book, workers: Workers, call: Call) -> Answer:

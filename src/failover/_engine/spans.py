@@ -52,3 +52,52 @@ class attempt_span:
                 kind = classify(exc, self._pair.classifiers).kind.value
                 self._book.telemetry.fail_span(self._span, exc, type(exc).__qualname__, kind)
         return self._scope.__exit__(exc_type, exc, tb)
+
+
+class call_scope:
+    """The call's span (``failover <operation>``) and its call-duration metric around a whole
+    call, for either driver, while anyone records them. ``cancelled`` is the driver's
+    cancellation: such a call is counted ``cancelled`` and its span is not marked failed."""
+
+    __slots__ = ("_book", "_call", "_cancelled", "_instruments", "_scope", "_started")
+
+    def __init__(
+        self, book: Book, call: Call, instruments: Any, cancelled: type[BaseException]
+    ) -> None:
+        self._book = book
+        self._call = call
+        self._instruments = instruments
+        self._cancelled = cancelled
+        self._started = book.clock.now()
+        tracer = call.tracer
+        span = call.span = (
+            None if tracer is None else book.telemetry.start_call(tracer, call.operation)
+        )
+        self._scope = None if span is None else use_span(span, end_on_exit=False)
+
+    def __enter__(self) -> None:
+        if self._scope is not None:
+            self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._call.span
+        outcome = Outcome.SUCCESS
+        if exc is not None:
+            outcome = Outcome.CANCELLED if isinstance(exc, self._cancelled) else Outcome.FAILURE
+        if self._scope is not None:
+            self._scope.__exit__(exc_type, exc, tb)
+        if span is not None:
+            if outcome is Outcome.FAILURE:
+                assert exc is not None
+                self._book.telemetry.fail_span(span, exc, type(exc).__qualname__)
+            span.end()
+        if self._instruments is not None:
+            self._instruments.call_duration.record(
+                self._book.clock.now() - self._started,
+                {"failover.operation": self._call.operation, "failover.outcome": outcome.value},
+            )

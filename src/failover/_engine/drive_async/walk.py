@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from failover._core.kinds import Outcome
 from failover._engine import decide
 from failover._engine.call import Call, Operation
 from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
-from failover._engine.spans import attempt_span
+from failover._engine.spans import attempt_span, call_scope
 from failover._engine.walk import Steps, resume, walk
 from failover._observe.scrub import get_logger
-from failover._observe.telemetry import use_span
 from failover.policies.timeout import AttemptTimeout
 
 if TYPE_CHECKING:
@@ -121,32 +119,8 @@ async def _observed(
     call = Call(book, route, func, args, kwargs, context, tracer)
     if tracer is None and instruments is None:
         return await _within_deadline(book, call)
-    started = book.clock.now()
-    span = call.span = None if tracer is None else telemetry.start_call(tracer, route.operation)
-    outcome = Outcome.FAILURE
-    try:
-        if span is None:
-            answer = await _within_deadline(book, call)
-        else:
-            with use_span(span, end_on_exit=False):
-                answer = await _within_deadline(book, call)
-        outcome = Outcome.SUCCESS
-        return answer
-    except anyio.get_cancelled_exc_class():
-        outcome = Outcome.CANCELLED
-        raise
-    except BaseException as exc:
-        if span is not None:
-            telemetry.fail_span(span, exc, type(exc).__qualname__)
-        raise
-    finally:
-        if span is not None:
-            span.end()
-        if instruments is not None:
-            instruments.call_duration.record(
-                book.clock.now() - started,
-                {"failover.operation": route.operation, "failover.outcome": outcome.value},
-            )
+    with call_scope(book, call, instruments, anyio.get_cancelled_exc_class()):
+        return await _within_deadline(book, call)
 
 
 async def _within_deadline(book: Book, call: Call) -> Answer:
