@@ -289,3 +289,24 @@ def test_a_custom_sync_transport_is_used() -> None:
 def test_an_unknown_adapter_is_still_refused() -> None:
     with manager_for("groq") as manager, pytest.raises(ConfigError):
         TextGeneration(manager, adapters={"groq": object()})  # type: ignore[dict-item]
+
+
+def test_the_docs_example_runs() -> None:
+    import pathlib
+    import subprocess
+    import sys
+
+    page = (pathlib.Path(__file__).parent.parent / "docs" / "sync.md").read_text()
+    section = page.split("## The HTTP adapters in synchronous code", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    src = str(pathlib.Path(__file__).parent.parent / "src")
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["openai", "openai True", "replicate image/png"]
