@@ -166,6 +166,8 @@ class PlatformManager:
         self._platforms, self._pairs, self._routes = built.platforms, built.pairs, built.routes
         self._known_operations = tuple(dict.fromkeys([*self._routes, *BUILTIN_OPERATION_TYPES]))
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        # The blocking twin of each closer, or None; close() needs no event loop when all have one.
+        self._blocking_closers: list[Callable[[], None] | None] = []
         self._workers = Workers()
         self._closed = False
         self._fleet: FleetLink | None = None
@@ -531,9 +533,19 @@ class PlatformManager:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
-        """Register an async callable run by :meth:`aclose` (e.g. an HTTP client's close)."""
+    def add_closer(
+        self,
+        closer: Callable[[], Awaitable[None]],
+        *,
+        blocking: Callable[[], None] | None = None,
+    ) -> None:
+        """Register an async callable run by :meth:`aclose` (e.g. an HTTP client's close).
+
+        ``blocking`` is its synchronous twin: when every closer has one, :meth:`close` runs
+        them in the calling thread instead of starting an event loop for the async ones.
+        """
         self._closers.append(closer)
+        self._blocking_closers.append(blocking)
 
     async def aclose(self) -> None:
         """Close what the manager owns. Safe to call twice."""
@@ -549,6 +561,7 @@ class PlatformManager:
         self._closed = True
         self._workers.shutdown()
         closers, self._closers = self._closers, []
+        self._blocking_closers = []
         tasks, self._fleet_tasks = self._fleet_tasks, None
         if tasks is not None and self.shared_state is not None:
             with anyio.CancelScope(shield=True):
@@ -597,11 +610,21 @@ class PlatformManager:
         loop in this thread). Safe to call twice."""
         if self._closed:
             return
-        if self._closers or self._fleet_tasks is not None:
+        blocking = [closer for closer in self._blocking_closers if closer is not None]
+        if self._fleet_tasks is not None or len(blocking) < len(self._closers):
             anyio.run(self.aclose)
-        else:
-            self._closed = True
-            self._workers.shutdown()
+            return
+        self._closed = True
+        self._workers.shutdown()
+        self._closers, self._blocking_closers = [], []
+        errors: list[Exception] = []
+        for closer in reversed(blocking):
+            try:
+                closer()
+            except Exception as exc:  # every closer runs; the first failure is raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Self:
         """For synchronous programs: ``with manager:`` closes what it owns on the way out."""

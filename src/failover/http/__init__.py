@@ -8,7 +8,8 @@ for text, image and video generation.
   ``BadRequest(reason=...)``.
 * Adapters: :class:`OpenAICompatibleChat` and :class:`AnthropicMessages` call one platform and
   return a :class:`TextResult` (or a :class:`TextStream`); :class:`TextGeneration` runs them
-  down a manager's fallback chain.
+  down a manager's fallback chain (``complete_sync``/``stream_sync`` from synchronous code,
+  which gets a :class:`SyncTextStream`).
 * Images and video: :class:`ImageGeneration`, :class:`ImageEditing` (``inpaint``, ``erase``)
   and :class:`VideoGeneration` run the provider adapters (:class:`StabilityImages`,
   :class:`OpenAIImages`, :class:`PollinationsImages`, :class:`HuggingFaceImages`,
@@ -53,6 +54,7 @@ from failover.http._streaming import (
     StreamInterrupted,
     TextStream,
 )
+from failover.http._sync_stream import SyncTextStream
 from failover.http._text import TextGeneration
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "StabilityImages",
     "StreamDecoder",
     "StreamInterrupted",
+    "SyncTextStream",
     "TextGeneration",
     "TextResult",
     "TextStream",

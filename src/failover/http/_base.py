@@ -17,6 +17,7 @@ from failover._core.classify import parse_error_body, retry_after_of
 from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
+from failover.http._blocking import SyncClients, blocking
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
 from failover.http._pool import DEFAULT_LIMITS, context_for, prepare_tls
 from failover.http._result import TextResult, record_on_span
@@ -105,6 +106,7 @@ class AdapterOptions(TypedDict, total=False):
     headers: Mapping[str, str] | None
     max_tokens: int | None
     transport: httpx.AsyncBaseTransport | None
+    sync_transport: httpx.BaseTransport | None
     environ: Mapping[str, str] | None
 
 
@@ -114,7 +116,8 @@ class ChatAdapter:
     An adapter is a fallback operation: ``await adapter(platform, messages)`` (or
     ``adapter.complete``/``adapter.stream``) calls the platform's model and returns a
     :class:`TextResult` (or a :class:`TextStream`). It keeps one ``httpx.AsyncClient`` per
-    platform, made on first use and closed by :meth:`aclose`; the API key is read from the
+    platform, made on first use and closed by :meth:`aclose`, and for the synchronous API
+    (:mod:`._blocking`) one thread-safe ``httpx.Client`` per platform; the API key is read from the
     platform's ``api_key_env`` on every call and never stored.
     """
 
@@ -132,6 +135,7 @@ class ChatAdapter:
         headers: Mapping[str, str] | None = None,
         max_tokens: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        sync_transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         if base_url is not None and (
@@ -153,8 +157,10 @@ class ChatAdapter:
         self.max_tokens = max_tokens
         self._headers = dict(headers or {})
         self._transport = transport
+        self._sync_transport = sync_transport
         self._environ = os.environ if environ is None else environ
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sync_clients = SyncClients()
         self._scrubbers: dict[str, Scrubber] = {}
         self._streams: weakref.WeakSet[TextStream] = weakref.WeakSet()
         self._closed = False
@@ -349,6 +355,24 @@ class ChatAdapter:
         self._clients[name] = client
         return client
 
+    def sync_client(self, platform: PlatformSpec | str) -> httpx.Client:
+        """The platform's ``httpx.Client`` for synchronous calls (thread-safe, pooled)."""
+        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        return self._sync_clients.get(name, lambda: self._make_sync(name), type(self).__name__)
+
+    def _make_sync(self, name: str) -> httpx.Client:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        base_url = self._base_url(name)
+        return httpx.Client(
+            base_url=base_url,
+            timeout=self.timeout,
+            limits=self.limits,
+            headers=self._headers,
+            transport=self._sync_transport,
+            verify=context_for(base_url),
+        )
+
     async def _client(self, platform: PlatformSpec) -> httpx.AsyncClient:
         """:meth:`client`, with the shared TLS context built off the event loop first."""
         client = self._clients.get(platform.name)
@@ -377,14 +401,18 @@ class ChatAdapter:
     async def _send(
         self, platform: PlatformSpec, body: dict[str, Any], *, stream: bool
     ) -> httpx.Response:
-        client = await self._client(platform)
+        sync = blocking()
+        client = self.sync_client(platform) if sync else await self._client(platform)
         request = client.build_request(
             "POST", self.path, json=body, headers=self._key_headers(platform)
         )
         request.stream = RequestBody(request.content)
         scrub = self._scrub(platform)
         try:
-            response = await client.send(request, stream=stream)
+            if isinstance(client, httpx.Client):  # the one step that differs (see _blocking)
+                response = client.send(request, stream=stream)
+            else:
+                response = await client.send(request, stream=stream)
         except httpx.HTTPError as exc:
             raise to_provider_error(exc, scrub=scrub) from exc
         if response.is_success:
@@ -400,7 +428,7 @@ class ChatAdapter:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close open streams and every client. Safe to call twice."""
+        """Close open streams and every client, async and sync. Safe to call twice."""
         self._closed = True
         with anyio.CancelScope(shield=True):
             for stream in list(self._streams):
@@ -408,6 +436,19 @@ class ChatAdapter:
             clients, self._clients = self._clients, {}
             for client in clients.values():
                 await client.aclose()
+        self._sync_clients.close()
+
+    def close(self) -> None:
+        """Close the synchronous clients (and streams read synchronously), without an event
+        loop when no async client was made; :meth:`aclose` closes everything."""
+        if self._clients:  # async clients too: only an event loop can close them
+            anyio.run(self.aclose)
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            if stream.blocking:
+                stream.close_blocking()
+        self._sync_clients.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -422,7 +463,8 @@ class ChatAdapter:
 
     def __repr__(self) -> str:
         where = self.base_url or "default base URLs"
-        return f"<{type(self).__name__} {where}, clients for {sorted(self._clients)}>"
+        names = sorted({*self._clients, *self._sync_clients.names()})
+        return f"<{type(self).__name__} {where}, clients for {names}>"
 
 
 def optional_int(value: object) -> int | None:

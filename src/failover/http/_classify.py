@@ -11,7 +11,7 @@ streamed error body (:func:`read_error_body`, :class:`BodyReader`, the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import anyio
@@ -170,18 +170,35 @@ class BodyReader:
     reused mid-body) and then steps the iterator through what was already received until
     the read fails on the closed socket: the error runs through every generator and all of
     them finish.
+
+    A response of a synchronous ``httpx.Client`` (the adapters' blocking mode) is read with
+    its plain iterator, so these coroutines never suspend for it (see ``_blocking``).
     """
 
-    __slots__ = ("_finished", "_iterator", "response")
+    __slots__ = ("_finished", "_iterator", "_sync_iterator", "response")
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self._iterator = response.aiter_bytes()
+        self._sync_iterator: Iterator[bytes] | None = None
+        if isinstance(response.stream, httpx.SyncByteStream):
+            self._sync_iterator = response.iter_bytes()
+        else:
+            self._iterator = response.aiter_bytes()
         self._finished = False
+
+    @property
+    def blocking(self) -> bool:
+        """Whether the body is read with blocking I/O (a synchronous client's response)."""
+        return self._sync_iterator is not None
 
     async def next_bytes(self) -> bytes | None:
         """The next chunk, or ``None`` at the end of the body."""
         try:
+            if self._sync_iterator is not None:
+                chunk = next(self._sync_iterator, None)
+                if chunk is None:
+                    self._finished = True
+                return chunk
             return await self._iterator.__anext__()
         except StopAsyncIteration:
             self._finished = True
@@ -193,6 +210,9 @@ class BodyReader:
     async def finish(self, limit: int = MAX_ERROR_BODY_BYTES) -> None:
         """Read what is left of a body whose content is complete (a stream's final marker has
         arrived), so the connection can go back to the pool; then close the response."""
+        if self._sync_iterator is not None:
+            self._finish_blocking(limit)
+            return
         try:
             with anyio.move_on_after(_FINISH_SECONDS):
                 size = 0
@@ -206,8 +226,32 @@ class BodyReader:
         finally:
             await self.aclose()
 
+    def _finish_blocking(self, limit: int) -> None:
+        # The client's read timeout bounds each chunk; the size limit bounds the rest.
+        try:
+            size = 0
+            while size <= limit:
+                chunk = next(self._sync_iterator, None) if self._sync_iterator else None
+                if chunk is None:
+                    break
+                size += len(chunk)
+        except Exception:  # a broken tail: the connection is closed below, nothing is lost
+            pass
+        finally:
+            self.close_blocking()
+
+    def close_blocking(self) -> None:
+        """Close a synchronous client's response (no event loop needed)."""
+        self._finished = True
+        self.response.close()
+        if self._sync_iterator is not None:
+            self._sync_iterator.close()  # type: ignore[attr-defined]
+
     async def aclose(self) -> None:
         """Close the response and finish the iterator (shielded from cancellation)."""
+        if self._sync_iterator is not None:
+            self.close_blocking()
+            return
         with anyio.CancelScope(shield=True):
             await self.response.aclose()
             if self._finished:

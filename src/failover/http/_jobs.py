@@ -21,6 +21,7 @@ job to follow. :func:`follow` polls it inside the fallback attempt that submitte
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +34,7 @@ from failover._core.classify.providers import CONTENT_POLICY_WORDS, JOB_REFUSED_
 from failover._core.errors import BadRequest, ProviderError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.telemetry import current_recording_span
+from failover.http._blocking import blocking
 
 JOB_ID: Final = "failover.job.id"
 JOB_STATE: Final = "failover.job.state"
@@ -135,18 +137,28 @@ def record(job: Job, *, cancelled: bool = False) -> None:
 
 
 async def follow(provider: JobProvider, platform: PlatformSpec, job: Job, polling: Polling) -> Job:
-    """Poll ``job`` until it succeeds; see the module docstring for every other ending."""
+    """Poll ``job`` until it succeeds; see the module docstring for every other ending.
+
+    In blocking mode (the synchronous API) the waits are ``time.sleep`` and the timeout is a
+    deadline checked between polls; whatever stops the wait early (``KeyboardInterrupt``, a
+    failed poll, the timeout) still cancels the job at the provider.
+    """
     record(job)
     finished = False
     try:
-        with anyio.move_on_after(polling.timeout) as deadline:
-            job = await _poll_until_done(provider, platform, job, polling)
-            finished = True
-        if deadline.cancelled_caught:
+        if blocking():
+            job = await _poll_until_done(provider, platform, job, polling, time.monotonic())
+            timed_out = not job.state.finished
+        else:
+            with anyio.move_on_after(polling.timeout) as deadline:
+                job = await _poll_until_done(provider, platform, job, polling, None)
+            timed_out = deadline.cancelled_caught
+        if timed_out:
             raise Transient(
                 f"{platform.name}: job still {job.provider_state} after {polling.timeout:g} s",
                 status_code=None,
             )
+        finished = True
     finally:
         if not finished:
             await _cancel(provider, platform, job, polling)
@@ -156,12 +168,25 @@ async def follow(provider: JobProvider, platform: PlatformSpec, job: Job, pollin
 
 
 async def _poll_until_done(
-    provider: JobProvider, platform: PlatformSpec, job: Job, polling: Polling
+    provider: JobProvider,
+    platform: PlatformSpec,
+    job: Job,
+    polling: Polling,
+    started: float | None,
 ) -> Job:
+    """Poll until the job finishes; with ``started`` (blocking mode), also until
+    ``polling.timeout`` has passed since then (the job is returned unfinished)."""
     next_wait = polling.waits()
     errors = 0
     while not job.state.finished:
-        await anyio.sleep(next_wait())
+        wait = next_wait()
+        if started is None:
+            await anyio.sleep(wait)
+        else:
+            left = started + polling.timeout - time.monotonic()
+            time.sleep(max(0.0, min(wait, left)))  # noqa: ASYNC251 - blocking mode, no loop
+            if wait >= left:
+                return job
         try:
             polled = await provider.poll(platform, job)
         except Transient:
@@ -180,6 +205,11 @@ async def _cancel(
     provider: JobProvider, platform: PlatformSpec, job: Job, polling: Polling
 ) -> None:
     if job.state.finished:
+        return
+    if blocking():  # nothing to shield from; the client's timeout bounds the request
+        with contextlib.suppress(ProviderError):
+            if await provider.cancel(platform, job):
+                record(job, cancelled=True)
         return
     with (
         anyio.CancelScope(shield=True),

@@ -3,11 +3,12 @@ manager's fallback chain, each in one object (like ``TextGeneration`` for text).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from failover._core.errors import ConfigError
 from failover._core.spec import IMAGE_EDITING, IMAGE_GENERATION, VIDEO_GENERATION, PlatformSpec
+from failover.http._blocking import run_blocking
 from failover.http._images import (
     HuggingFaceImages,
     OpenAIImages,
@@ -83,7 +84,7 @@ class _MediaOperation:
             )
         self.manager = manager
         self.operation = operation
-        manager.add_closer(self.aclose)
+        manager.add_closer(self.aclose, blocking=self.close)
 
     def _adapter_for(
         self,
@@ -130,6 +131,24 @@ class _MediaOperation:
                 key=name,
             ) from None
 
+    def _through_chain_sync(
+        self,
+        attempt: Callable[..., Coroutine[Any, Any, MediaResult]],
+        args: tuple[Any, ...],
+        context: Mapping[str, Any],
+    ) -> MediaResult:
+        """The synchronous chain: each attempt runs the async adapter code with blocking I/O
+        (see ``_blocking``), so the two APIs share every request and parse."""
+
+        def blocking_attempt(platform: PlatformSpec, *args: Any) -> MediaResult:
+            return run_blocking(attempt(platform, *args))
+
+        result: MediaResult
+        result, _ = self.manager.with_fallback_sync(
+            self.operation, blocking_attempt, *args, **context
+        )
+        return result
+
     def _book(self, platform: PlatformSpec, result: MediaResult) -> MediaResult:
         if result.cost:
             self.manager.record_cost(platform, self.operation, result.cost)
@@ -139,6 +158,11 @@ class _MediaOperation:
         """Close every adapter's clients. Run by the manager's ``aclose``; safe twice."""
         for adapter in dict.fromkeys(self._adapters.values()):
             await adapter.aclose()
+
+    def close(self) -> None:
+        """Close every adapter's synchronous clients. Run by the manager's ``close``."""
+        for adapter in dict.fromkeys(self._adapters.values()):
+            adapter.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.operation}: {', '.join(self._adapters)}>"
@@ -209,6 +233,24 @@ class ImageGeneration(_MediaOperation):
             self.operation, self._generate_on, prompt, options, **context
         )
         return result
+
+    def generate_sync(
+        self,
+        prompt: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        output_format: str = "png",
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        failover_context: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> MediaResult:
+        """:meth:`generate` for synchronous code (no event loop needed; any thread)."""
+        check_prompt(prompt)
+        options = _options(output_format, width, height, seed, negative_prompt, extra)
+        context = {} if failover_context is None else {"failover_context": failover_context}
+        return self._through_chain_sync(self._generate_on, (prompt, options), context)
 
     async def __call__(self, platform: PlatformSpec, /, prompt: str, **options: Any) -> MediaResult:
         """Call one platform: ``manager.with_fallback("image_generation", images, prompt)``."""
@@ -290,6 +332,44 @@ class ImageEditing(_MediaOperation):
         )
         return result
 
+    def inpaint_sync(
+        self,
+        image: bytes,
+        mask: bytes,
+        prompt: str,
+        *,
+        output_format: str = "png",
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        failover_context: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> MediaResult:
+        """:meth:`inpaint` for synchronous code."""
+        check_mask(image_info("image", image), image_info("mask", mask))
+        check_prompt(prompt)
+        options = _options(output_format, None, None, seed, negative_prompt, extra)
+        context = {} if failover_context is None else {"failover_context": failover_context}
+        args = (bytes(image), bytes(mask), prompt, options)
+        return self._through_chain_sync(self._inpaint_on, args, context)
+
+    def erase_sync(
+        self,
+        image: bytes,
+        mask: bytes,
+        *,
+        output_format: str = "png",
+        seed: int | None = None,
+        failover_context: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> MediaResult:
+        """:meth:`erase` for synchronous code."""
+        check_mask(image_info("image", image), image_info("mask", mask))
+        options = _options(output_format, None, None, seed, None, extra)
+        context = {} if failover_context is None else {"failover_context": failover_context}
+        return self._through_chain_sync(
+            self._erase_on, (bytes(image), bytes(mask), options), context
+        )
+
     async def __call__(
         self,
         platform: PlatformSpec,
@@ -365,6 +445,21 @@ class VideoGeneration(_MediaOperation):
             self.operation, self._generate_on, prompt, options, **context
         )
         return result
+
+    def generate_sync(
+        self,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        failover_context: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> MediaResult:
+        """:meth:`generate` for synchronous code: jobs are polled with blocking sleeps and
+        cancelled at the provider if the wait stops early."""
+        check_prompt(prompt)
+        options = _options("png", None, None, seed, None, extra)
+        context = {} if failover_context is None else {"failover_context": failover_context}
+        return self._through_chain_sync(self._generate_on, (prompt, options), context)
 
     async def _generate_on(
         self, platform: PlatformSpec, prompt: str, options: Mapping[str, Any]

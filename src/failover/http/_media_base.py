@@ -17,6 +17,7 @@ from failover._core.errors import AuthFailed, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._base import RequestBody
+from failover.http._blocking import SyncClients, blocking
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
 from failover.http._jobs import Polling
 from failover.http._media_input import ImageInfo
@@ -41,10 +42,12 @@ class MediaAdapter:
     """Base class of the image and video adapters; a subclass speaks one provider's API.
 
     It keeps one ``httpx.AsyncClient`` per platform (made on first use, closed by
-    :meth:`aclose`) and reads the platform's key from ``api_key_env`` on every call; a
-    provider whose key is optional (Hugging Face) sends :attr:`optional_key_env` when it is
-    set. Provider links are downloaded into :attr:`MediaResult.data` unless
-    ``download=False``. ``polling`` paces the jobs of the providers that run them.
+    :meth:`aclose`), one thread-safe ``httpx.Client`` per platform for the synchronous API
+    (the same provider code, sent with blocking I/O: see ``_blocking``), and reads the
+    platform's key from ``api_key_env`` on every call; a provider whose key is optional
+    (Hugging Face) sends :attr:`optional_key_env` when it is set. Provider links are
+    downloaded into :attr:`MediaResult.data` unless ``download=False``. ``polling`` paces the
+    jobs of the providers that run them.
     """
 
     #: Base URL per well-known platform name, used when no ``base_url`` is given.
@@ -62,6 +65,7 @@ class MediaAdapter:
         limits: httpx.Limits = DEFAULT_LIMITS,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        sync_transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
         polling: Polling | None = None,
         download: bool = True,
@@ -83,8 +87,10 @@ class MediaAdapter:
         self.download = bool(download)
         self._headers = dict(headers or {})
         self._transport = transport
+        self._sync_transport = sync_transport
         self._environ = os.environ if environ is None else environ
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sync_clients = SyncClients()
         self._scrubbers: dict[str, Scrubber] = {}
         self._closed = False
 
@@ -147,7 +153,7 @@ class MediaAdapter:
         keyed: bool = True,
     ) -> httpx.Response:
         """Send one request (its body read); a failure raises failover's classified error."""
-        client = await self._client(platform)
+        client = self.sync_client(platform) if blocking() else await self._client(platform)
         sent_headers = {**self._key_headers(platform), **(headers or {})} if keyed else headers
         request = client.build_request(
             method, url, json=json, files=files, data=data, params=params, headers=sent_headers
@@ -157,7 +163,10 @@ class MediaAdapter:
         request.stream = RequestBody(request.read())
         scrub = self.scrubber(platform)
         try:
-            response = await client.send(request, stream=True)
+            if isinstance(client, httpx.Client):  # the one step that differs (see _blocking)
+                response = client.send(request, stream=True)
+            else:
+                response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise to_provider_error(exc, scrub=scrub) from exc
         if not response.is_success:
@@ -169,11 +178,17 @@ class MediaAdapter:
                 lambda text: scrub(f"{platform.name}: {text}"),
             )
         try:
-            await response.aread()
+            if isinstance(client, httpx.Client):
+                response.read()
+            else:
+                await response.aread()
         except httpx.HTTPError as exc:
             raise to_provider_error(exc, scrub=scrub) from exc
         finally:
-            await response.aclose()
+            if isinstance(client, httpx.Client):
+                response.close()
+            else:
+                await response.aclose()
         return response
 
     async def json_of(self, platform: PlatformSpec, response: httpx.Response) -> Any:
@@ -250,6 +265,24 @@ class MediaAdapter:
         self._clients[name] = client
         return client
 
+    def sync_client(self, platform: PlatformSpec | str) -> httpx.Client:
+        """The platform's ``httpx.Client`` for synchronous calls (thread-safe, pooled)."""
+        name = platform.name if isinstance(platform, PlatformSpec) else platform
+        return self._sync_clients.get(name, lambda: self._make_sync(name), type(self).__name__)
+
+    def _make_sync(self, name: str) -> httpx.Client:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        base_url = self.base_url_for(name)
+        return httpx.Client(
+            base_url=base_url + "/",
+            timeout=self.timeout,
+            limits=self.limits,
+            headers=self._headers,
+            transport=self._sync_transport,
+            verify=context_for(base_url),
+        )
+
     async def _client(self, platform: PlatformSpec) -> httpx.AsyncClient:
         client = self._clients.get(platform.name)
         if client is None:
@@ -279,12 +312,22 @@ class MediaAdapter:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every client. Safe to call twice."""
+        """Close every client, async and sync. Safe to call twice."""
         self._closed = True
         with anyio.CancelScope(shield=True):
             clients, self._clients = self._clients, {}
             for client in clients.values():
                 await client.aclose()
+        self._sync_clients.close()
+
+    def close(self) -> None:
+        """Close the synchronous clients without an event loop when no async client was
+        made; :meth:`aclose` closes everything."""
+        if self._clients:  # async clients too: only an event loop can close them
+            anyio.run(self.aclose)
+            return
+        self._closed = True
+        self._sync_clients.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -299,4 +342,5 @@ class MediaAdapter:
 
     def __repr__(self) -> str:
         where = self.base_url or "default base URLs"
-        return f"<{type(self).__name__} {where}, clients for {sorted(self._clients)}>"
+        names = sorted({*self._clients, *self._sync_clients.names()})
+        return f"<{type(self).__name__} {where}, clients for {names}>"

@@ -105,6 +105,13 @@ class EventReader:
         """The answer is complete: read the body's tail (keeps the connection) and close."""
         await self._body.finish()
 
+    @property
+    def blocking(self) -> bool:
+        return self._body.blocking
+
+    def close_blocking(self) -> None:
+        self._body.close_blocking()
+
     async def aclose(self) -> None:
         await self._body.aclose()
 
@@ -183,6 +190,18 @@ class TextStream:
         return self._closed
 
     @property
+    def blocking(self) -> bool:
+        """Whether the answer is read with blocking I/O (see :class:`SyncTextStream`)."""
+        return self._reader.blocking
+
+    def close_blocking(self) -> None:
+        """Close a blocking stream without an event loop. Safe to call more than once."""
+        self._pending = None
+        if not self._closed:
+            self._closed = True
+            self._reader.close_blocking()
+
+    @property
     def complete(self) -> bool:
         """Whether the provider finished the answer (not just: the stream was closed)."""
         return self._complete
@@ -228,7 +247,8 @@ class TextStream:
         try:
             # Pieces often come from an already-received buffer without any checkpoint; a
             # cancelled consumer is noticed here, and the connection closed, all the same.
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            if not self._reader.blocking:
+                await anyio.lowlevel.checkpoint_if_cancelled()
             piece = await self._read_text()
         except ProviderError as error:
             await self._close()

@@ -16,8 +16,10 @@ from failover.http._adapters import (
     OpenAICompatibleChat,
 )
 from failover.http._base import DEFAULT_TIMEOUT, ChatAdapter, Message, check_messages
+from failover.http._blocking import blocking, run_blocking
 from failover.http._result import TextResult, TokenPrice
 from failover.http._streaming import TextStream
+from failover.http._sync_stream import SyncTextStream
 
 if TYPE_CHECKING:
     from failover._manager import PlatformManager
@@ -49,6 +51,11 @@ class TextGeneration:
     OpenAI-compatible names (``base_urls[name]`` overrides the address; an unknown name with
     a base URL is taken as OpenAI-compatible). The adapters' clients close with the manager.
     With ``prices``, each answer's token usage becomes its platform's cost.
+
+    Synchronous code calls the ``_sync`` twins, as it does on the manager
+    (``with_fallback_sync``): :meth:`complete_sync`, :meth:`stream_sync` and :meth:`call_sync`
+    run the same requests through a pooled, thread-safe ``httpx.Client`` per platform, on the
+    same breakers and health.
     """
 
     def __init__(
@@ -109,7 +116,7 @@ class TextGeneration:
         self.manager = manager
         self.operation = operation
         self.prices = prices
-        manager.add_closer(self.aclose)
+        manager.add_closer(self.aclose, blocking=self.close)
 
     def adapter(self, platform: PlatformSpec | str) -> ChatAdapter:
         """The adapter that calls ``platform``."""
@@ -152,6 +159,50 @@ class TextGeneration:
             self.operation, self._stream_on, messages, **options
         )
         return stream
+
+    # -- synchronous twins -------------------------------------------------------------------
+
+    def complete_sync(self, messages: Sequence[Message], **options: Any) -> TextResult:
+        """:meth:`complete` for synchronous code (no event loop needed; any thread)."""
+        check_messages(messages)
+        result: TextResult
+        result, _ = self.manager.with_fallback_sync(
+            self.operation, self._complete_sync, messages, **options
+        )
+        return result
+
+    def stream_sync(self, messages: Sequence[Message], **options: Any) -> SyncTextStream:
+        """:meth:`stream` for synchronous code::
+
+        with chat.stream_sync(messages) as answer:
+            for piece in answer:
+                print(piece, end="")
+        """
+        check_messages(messages)
+        stream: SyncTextStream
+        stream, _ = self.manager.with_fallback_sync(
+            self.operation, self._stream_sync, messages, **options
+        )
+        return stream
+
+    def call_sync(
+        self, platform: PlatformSpec, /, messages: Sequence[Message], **options: Any
+    ) -> TextResult | SyncTextStream:
+        """Call one platform: ``manager.with_fallback_sync("text_generation", chat.call_sync,
+        messages)`` (``stream=True`` for a :class:`SyncTextStream`)."""
+        if options.pop("stream", False):
+            return self._stream_sync(platform, messages, **options)
+        return self._complete_sync(platform, messages, **options)
+
+    def _complete_sync(
+        self, platform: PlatformSpec, /, messages: Sequence[Message], **options: Any
+    ) -> TextResult:
+        return run_blocking(self._complete_on(platform, messages, **options))
+
+    def _stream_sync(
+        self, platform: PlatformSpec, /, messages: Sequence[Message], **options: Any
+    ) -> SyncTextStream:
+        return SyncTextStream(run_blocking(self._stream_on(platform, messages, **options)))
 
     # -- the operation (for with_fallback and @fallback) -------------------------------------
 
@@ -209,7 +260,10 @@ class TextGeneration:
             else:
                 # The attempt counted as a success when the first piece came; the break
                 # still tells the platform's health.
-                await self.manager.report_failure(platform, self.operation, error)
+                if blocking():  # read by a SyncTextStream, in a thread with no event loop
+                    self.manager.report_failure_sync(platform, self.operation, error)
+                else:
+                    await self.manager.report_failure(platform, self.operation, error)
 
         stream.observer = ended
         return stream
@@ -231,6 +285,12 @@ class TextGeneration:
         ``aclose``; safe to call twice."""
         for adapter in dict.fromkeys(self._adapters.values()):
             await adapter.aclose()
+
+    def close(self) -> None:
+        """Close every adapter's synchronous clients and streams (no event loop needed).
+        Run by the manager's ``close``; safe to call twice."""
+        for adapter in dict.fromkeys(self._adapters.values()):
+            adapter.close()
 
     def __repr__(self) -> str:
         return f"<TextGeneration {self.operation}: {', '.join(self._adapters)}>"
