@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 import anyio
 
 from failover._config.build import build_routes
-from failover._config.plan import ManagerPlan, Priorities, make_plan
+from failover._config.plan import ManagerPlan, Priorities, make_plan, with_env_defaults
 from failover._core import validate
 from failover._core.breaker import BreakerState, Transition
 from failover._core.classify import Classifier, ErrorKind, classify
@@ -69,17 +69,24 @@ class PlatformManager:
     Every (platform, operation) pair has its own circuit breaker; credit, quota and billing
     errors cool a whole platform for ``cache_ttl_seconds``, never permanently. Works without
     ``async with`` unless shared state is configured.
+
+    ``cache_ttl_seconds``, ``fallback_enabled``, ``cost_optimization`` and
+    ``monitoring_enabled`` left out (``None``) come from ``AI_CACHE_TTL_SECONDS``,
+    ``AI_FALLBACK_ENABLED``, ``AI_COST_OPTIMIZATION`` and ``AI_MONITORING_ENABLED`` (in
+    ``environ``, default ``os.environ``) as the original manager read them, else default to
+    300, True, False and True. Explicit arguments win; ``trust_env=False`` ignores the
+    variables.
     """
 
     def __init__(
         self,
         priorities: Priorities | None = None,
         failure_threshold: int = 3,
-        cache_ttl_seconds: float = 300,
+        cache_ttl_seconds: float | None = None,
         *,
-        fallback_enabled: bool = True,
-        cost_optimization: bool = False,
-        monitoring_enabled: bool = True,
+        fallback_enabled: bool | None = None,
+        cost_optimization: bool | None = None,
+        monitoring_enabled: bool | None = None,
         max_attempts: int = 5,
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
@@ -102,14 +109,22 @@ class PlatformManager:
         meter_provider: MeterProvider | None = None,
         shared_state: Any = None,
         chaos: Chaos | Sequence[Chaos] | None = None,
+        trust_env: bool = True,
     ) -> None:
+        settings = with_env_defaults(
+            {
+                "cache_ttl_seconds": cache_ttl_seconds,
+                "fallback_enabled": fallback_enabled,
+                "cost_optimization": cost_optimization,
+                "monitoring_enabled": monitoring_enabled,
+            },
+            environ,
+            trust_env,
+        )
         plan = make_plan(
             priorities=priorities,
             failure_threshold=failure_threshold,
-            cache_ttl_seconds=cache_ttl_seconds,
-            fallback_enabled=fallback_enabled,
-            cost_optimization=cost_optimization,
-            monitoring_enabled=monitoring_enabled,
+            **settings,
             max_attempts=max_attempts,
             half_open_max_calls=half_open_max_calls,
             success_threshold=success_threshold,
