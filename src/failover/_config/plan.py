@@ -82,7 +82,7 @@ def with_env_defaults(
     """``given`` with every ``None`` (not given) filled from its ``AI_*`` variable when
     ``trust_env``, else from its default. Explicit arguments always win."""
     validate.instance("trust_env", trust_env, bool, "True or False")
-    env = os.environ if environ is None else environ
+    env: object = os.environ if environ is None else environ
     if not isinstance(env, Mapping):
         env = {}  # make_plan names the bad ``environ``
     wanted = {
