@@ -317,7 +317,8 @@ def check_policies(
             if not isinstance(value, Policy):
                 raise ConfigError(
                     f"{label}[{key!r}] must be a failover.Policy, got {validate.shown(value)}",
-                    key=key,
+                    # ConfigError.key is a string; a non-string mapping key is named as shown.
+                    key=key if isinstance(key, str) else validate.shown(key),
                 )
     unknown_ops = set(operation_policies) - set(specs)
     if unknown_ops:
