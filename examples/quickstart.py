@@ -22,12 +22,14 @@ from failover import (
     fallback,
 )
 
+# The providers here are pretend ones, so no key is needed: api_key_env=None says so (left
+# out, each would wait for its usual variable, STABILITY_API_KEY and so on).
 manager = PlatformManager(
     priorities={
         "image_editing": [
-            PlatformSpec("stability", "sd-3.5-large", estimated_cost=0.04),
-            PlatformSpec("replicate", "flux", estimated_cost=0.03),
-            PlatformSpec("fal", "fal-3d", estimated_cost=0.025),
+            PlatformSpec("stability", "sd-3.5-large", estimated_cost=0.04, api_key_env=None),
+            PlatformSpec("replicate", "flux", estimated_cost=0.03, api_key_env=None),
+            PlatformSpec("fal", "fal-3d", estimated_cost=0.025, api_key_env=None),
         ]
     },
     failure_threshold=3,

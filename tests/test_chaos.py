@@ -227,8 +227,9 @@ async def test_injections_are_marked_in_spans_and_logs(
     assert (spans["generate_content a-1"].attributes or {})["failover.chaos"] == "latency,fault"
     assert "failover.chaos" not in (spans["generate_content b-1"].attributes or {})
     messages = [record.getMessage() for record in caplog.records]
-    assert "Chaos: injecting latency into alpha for image_editing" in messages
-    assert "Chaos: injecting fault into alpha for image_editing" in messages
+    rule = "[rule fault=1,latency=1:0.1s,platforms=alpha]"
+    assert f"Chaos: injecting latency (0.1s) into alpha for image_editing {rule}" in messages
+    assert f"Chaos: injecting fault (transient) into alpha for image_editing {rule}" in messages
 
 
 async def test_an_async_result_factory_is_awaited() -> None:

@@ -660,3 +660,21 @@ def test_the_demo_config_is_valid(
     out = capsys.readouterr().out
     assert "image_editing  (3 of 3 usable)" in out
     assert "text_generation  (3 of 3 usable)" in out
+
+
+def test_check_config_suggests_the_closest_key_and_platform_one_line_each(
+    config_file: Any, no_keys: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file("[failover]\ncache_ttl = 300\nfailure_treshold = 2\n")
+    assert main(["check-config", path]) == 1
+    out = capsys.readouterr().out
+    assert "unknown key failover.cache_ttl; did you mean cache_ttl_seconds?" in out
+    assert "unknown key failover.failure_treshold; did you mean failure_threshold?" in out
+    assert "allowed in [failover]" not in out  # a typo gets its fix, not the whole list
+    assert out.count("did you mean cache_ttl_seconds") == 1
+
+    path = config_file('[priorities]\ntext_generation = ["opneai/gpt-4o-mini"]\n')
+    assert main(["check-config", path]) == 0
+    assert "platform 'opneai' is not one failover knows (did you mean 'openai'?)" in (
+        capsys.readouterr().out
+    )

@@ -513,3 +513,45 @@ def test_bad_env_makes_default_manager_raise_until_fixed(clean_env: pytest.Monke
 
     clean_env.setenv("AI_MONITORING_ENABLED", "false")
     assert default_manager().monitoring_enabled is False
+
+
+# -- the constructor reads the AI_* variables, as the original manager did ------------------
+
+
+def test_constructor_reads_the_ai_variables_it_is_not_given() -> None:
+    environ = {
+        "AI_CACHE_TTL_SECONDS": "60",
+        "AI_FALLBACK_ENABLED": "false",
+        "AI_COST_OPTIMIZATION": "yes",
+        "AI_MONITORING_ENABLED": "0",
+    }
+    manager = PlatformManager(environ=environ)
+    assert manager.cache_ttl_seconds == 60.0
+    assert manager.fallback_enabled is False
+    assert manager.cost_optimization is True
+    assert manager.monitoring_enabled is False
+
+
+def test_explicit_arguments_win_over_the_ai_variables() -> None:
+    environ = {"AI_CACHE_TTL_SECONDS": "60", "AI_FALLBACK_ENABLED": "not-a-bool"}
+    manager = PlatformManager(cache_ttl_seconds=120, fallback_enabled=True, environ=environ)
+    assert manager.cache_ttl_seconds == 120
+    assert manager.fallback_enabled is True  # the bad variable is never read
+
+
+def test_trust_env_false_ignores_the_ai_variables() -> None:
+    manager = PlatformManager(environ={"AI_CACHE_TTL_SECONDS": "60"}, trust_env=False)
+    assert manager.cache_ttl_seconds == 300
+    assert manager.fallback_enabled is True
+
+
+def test_constructor_reads_os_environ_by_default(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("AI_CACHE_TTL_SECONDS", "45")
+    assert PlatformManager().cache_ttl_seconds == 45.0
+
+
+def test_a_bad_ai_variable_read_by_the_constructor_is_named() -> None:
+    with pytest.raises(ConfigError, match="AI_CACHE_TTL_SECONDS"):
+        PlatformManager(environ={"AI_CACHE_TTL_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="trust_env"):
+        PlatformManager(trust_env="no")  # type: ignore[arg-type]

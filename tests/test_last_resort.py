@@ -212,7 +212,10 @@ async def test_concurrent_callers_do_not_exceed_the_probe_limit() -> None:
         release.set()
 
     assert sorted(served) == ["alpha", "beta", "gamma"]
-    assert {exc.reason for exc in refused} == {"every platform unavailable, none can be probed now"}
+    assert {exc.reason for exc in refused} == {
+        "every platform unavailable and each that can recover has a probe out; "
+        "if none succeeds, the next usable is alpha (open) in 270.0s"
+    }
     assert all(not last_resorts(exc) for exc in refused)
     assert clock.now() == 1_030.0  # nobody waited
 
@@ -291,7 +294,7 @@ async def test_an_isolated_pair_is_never_probed() -> None:
     manager.isolate("alpha", TEXT)
     manager.isolate("beta", TEXT)
     operation = ScriptedOperation({})
-    with pytest.raises(AllPlatformsFailed, match="none can be probed"):
+    with pytest.raises(AllPlatformsFailed, match="each is isolated until reset"):
         await manager.with_fallback(TEXT, operation)
     assert operation.calls == []
 
@@ -343,7 +346,10 @@ async def test_cooldown_probe_slot_admits_one_probe_and_failure_keeps_the_cooldo
         await wait_until(lambda: len(calls) + len(refused) == 2)
         assert (calls, refused) == (
             ["alpha"],
-            ["every platform unavailable, none can be probed now"],
+            [
+                "every platform unavailable and each that can recover has a probe out; "
+                "if none succeeds, the next usable is alpha (credit) in 240.0s"
+            ],
         )
         release.set()
     assert cooldown.probe_until == 0.0
@@ -430,7 +436,7 @@ async def test_selection_orders_by_recovery_and_skips_probing_pairs() -> None:
 async def test_get_platform_keeps_its_contract() -> None:
     manager, clock = make()
     await open_all(manager, clock, ["alpha", "beta", "gamma"])
-    with pytest.raises(AllPlatformsFailed, match="no usable platform"):
+    with pytest.raises(AllPlatformsFailed, match=r"the next usable is alpha \(open\) in 270.0s"):
         await manager.get_platform(TEXT)
     assert all(pair(manager, n).breaker.probes == [] for n in ("alpha", "beta", "gamma"))
 
@@ -491,7 +497,10 @@ async def test_fail_raises_without_calling_anything() -> None:
     with pytest.raises(AllPlatformsFailed) as caught:
         await manager.with_fallback(TEXT, operation)
     assert operation.calls == []
-    assert caught.value.reason is None
+    assert (
+        caught.value.reason
+        == "every platform unavailable; the next usable is alpha (open) in 270.0s"
+    )
     assert not last_resorts(caught.value)
     assert clock.sleepers == 0
 
@@ -780,7 +789,7 @@ async def test_no_early_probe_while_another_process_holds_the_lease() -> None:
     manager, clock = make(shared_state=fleet)
     await open_all(manager, clock, ["beta", "alpha", "gamma"])
     operation = ScriptedOperation({})
-    with pytest.raises(AllPlatformsFailed, match="none can be probed"):
+    with pytest.raises(AllPlatformsFailed, match="every platform unavailable; the next usable"):
         await manager.with_fallback(TEXT, operation)
     assert operation.calls == []
     assert fleet.asked == [("beta", TEXT), ("alpha", TEXT), ("gamma", TEXT)]

@@ -83,7 +83,7 @@ async def test_get_platform_raises_all_platforms_failed_with_skip_reasons() -> N
         ("beta", "skipped", "credit"),
         ("gamma", "skipped", "open"),
     ]
-    assert error.reason == "no usable platform"
+    assert error.reason == "every platform unavailable; the next usable is alpha (open) in 300.0s"
     assert "alpha/a-1: skipped (open)" in str(error)
     assert "beta/b-1: skipped (credit)" in str(error)
 
@@ -880,3 +880,66 @@ def test_manager_repr_names_operations_and_platforms() -> None:
 
     assert "image_editing" in text
     assert "alpha" in text
+
+
+# -- get_platform(attempt=N), as the original manager's retry loops call it --------------------
+
+
+def _three_platforms(**settings: Any) -> PlatformManager:
+    specs = [PlatformSpec(name, f"{name}-1", api_key_env=None) for name in ("a", "b", "c")]
+    return PlatformManager({OP: specs}, clock=FakeClock(), **settings)
+
+
+async def test_get_platform_attempt_walks_the_usable_platforms_in_order() -> None:
+    manager = _three_platforms()
+    manager.isolate("b", OP)
+    assert (await manager.get_platform(OP, attempt=0)).name == "a"
+    assert (await manager.get_platform(OP, attempt=1)).name == "c"  # b is skipped
+    assert manager.get_platform_sync(OP, attempt=1).name == "c"
+    with pytest.raises(AllPlatformsFailed, match=r"attempt=2 asked for but only 2 usable"):
+        await manager.get_platform(OP, attempt=2)
+
+
+async def test_get_platform_honours_max_attempts() -> None:
+    manager = _three_platforms(max_attempts=2)
+    assert (await manager.get_platform(OP, attempt=1)).name == "b"
+    with pytest.raises(AllPlatformsFailed, match=r"attempt=2 is past max_attempts=2"):
+        await manager.get_platform(OP, attempt=2)
+    with pytest.raises(AllPlatformsFailed, match=r"attempt=1 is past max_attempts=1"):
+        await manager.get_platform(OP, attempt=1, max_attempts=1)
+
+
+@pytest.mark.parametrize(
+    ("settings", "parameter"),
+    [
+        ({"attempt": -1}, "attempt"),
+        ({"attempt": "1"}, "attempt"),
+        ({"max_attempts": 0}, "max_attempts"),
+    ],
+)
+async def test_get_platform_rejects_a_bad_attempt(settings: dict[str, Any], parameter: str) -> None:
+    with pytest.raises(ConfigError, match=parameter):
+        await _three_platforms().get_platform(OP, **settings)
+
+
+async def test_a_platform_spec_takes_its_key_variable_from_the_known_table() -> None:
+    assert PlatformSpec("openai", "gpt-4o-mini").api_key_env == "OPENAI_API_KEY"
+    assert PlatformSpec("openai", "gpt-4o-mini", api_key_env=None).api_key_env is None
+    assert PlatformSpec("mine", "m-1").api_key_env is None
+    spec = PlatformSpec("openai", "gpt-4o-mini")
+    assert spec == PlatformSpec("openai", "gpt-4o-mini", api_key_env="OPENAI_API_KEY")
+    assert "OPENAI_API_KEY" in repr(spec)
+    manager = PlatformManager({OP: [spec]}, environ={})
+    with pytest.raises(AllPlatformsFailed, match="no platform has its API key: set OPENAI_API_KEY"):
+        await manager.get_platform(OP)
+
+
+async def test_the_error_names_every_variable_to_set() -> None:
+    manager = PlatformManager(
+        {OP: [("groq", "llama"), ("openai", "gpt-4o-mini"), ("anthropic", "claude")]}, environ={}
+    )
+    with pytest.raises(AllPlatformsFailed) as caught:
+        await manager.with_fallback(OP, lambda platform: None)
+    assert caught.value.reason == (
+        "no platform has its API key: set GROQ_API_KEY, OPENAI_API_KEY or ANTHROPIC_API_KEY"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from failover import Chaos, ConfigError, PlatformManager, Policy
 from failover._config.build import build_routes
-from failover._config.plan import ManagerPlan, make_plan
+from failover._config.plan import ENV_DEFAULTS, ManagerPlan, make_plan, with_env_defaults
 from failover._core.breaker import BreakerState
 from failover._engine.route import Pair
 from failover._observe import scrub
@@ -25,7 +25,7 @@ def plan(**changes: Any) -> ManagerPlan:
     kwargs = {
         name: parameter.default
         for name, parameter in parameters.items()
-        if name not in ("self", "tracer_provider", "meter_provider")
+        if name not in ("self", "tracer_provider", "meter_provider", "trust_env")
     }
     kwargs["priorities"] = {
         TEXT: [("groq", "llama"), ("openai", "gpt")],
@@ -33,6 +33,8 @@ def plan(**changes: Any) -> ManagerPlan:
     }
     kwargs["environ"] = {}
     kwargs.update(changes)
+    # The settings the AI_* variables may give default to None ("not given") in the signature.
+    kwargs.update(with_env_defaults({key: kwargs[key] for key in ENV_DEFAULTS}, {}, True))
     return make_plan(**kwargs)
 
 

@@ -736,7 +736,7 @@ def test_gen_ai_operation_names() -> None:
 
 async def test_text_generation_attempt_is_a_chat_span(otel: Otel) -> None:
     manager = PlatformManager(
-        {"text_generation": [PlatformSpec("groq", "llama-3.3")]},
+        {"text_generation": [PlatformSpec("groq", "llama-3.3", api_key_env=None)]},
         clock=FakeClock(),
         environ={},
         tracer_provider=otel.tracer_provider,

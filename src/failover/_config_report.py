@@ -25,6 +25,7 @@ from failover._core.errors import ConfigError
 from failover._core.spec import (
     BUILTIN_OPERATION_TYPES,
     DEFAULT_PRIORITIES,
+    KNOWN_PLATFORMS,
     check_operation_name,
     known_platform,
 )
@@ -317,9 +318,11 @@ def _describe(
                 )
             )
             if known_platform(spec.name) is None and spec.api_key_env is None:
+                close = difflib.get_close_matches(spec.name, KNOWN_PLATFORMS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 warning = (
-                    f"platform {spec.name!r} is not one failover knows and has no api_key_env: "
-                    "it is assumed to need no key"
+                    f"platform {spec.name!r} is not one failover knows{hint} and has no "
+                    "api_key_env: it is assumed to need no key"
                 )
                 if warning not in report.warnings:
                     report.warnings.append(warning)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ov
 import anyio
 
 from failover._config.build import build_routes
-from failover._config.plan import ManagerPlan, Priorities, make_plan
+from failover._config.plan import ManagerPlan, Priorities, make_plan, with_env_defaults
 from failover._core import validate
 from failover._core.breaker import BreakerState, Transition
 from failover._core.classify import Classifier, ErrorKind, classify
@@ -25,6 +25,7 @@ from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
 from failover._engine.fleet import FleetLink
 from failover._engine.route import Pair, Route
+from failover._engine.unavailable import describe
 from failover._engine.wiring import PolicyWiring
 from failover._observe.scrub import Scrubber, get_logger, register
 from failover._observe.telemetry import Telemetry
@@ -68,17 +69,24 @@ class PlatformManager:
     Every (platform, operation) pair has its own circuit breaker; credit, quota and billing
     errors cool a whole platform for ``cache_ttl_seconds``, never permanently. Works without
     ``async with`` unless shared state is configured.
+
+    ``cache_ttl_seconds``, ``fallback_enabled``, ``cost_optimization`` and
+    ``monitoring_enabled`` left out (``None``) come from ``AI_CACHE_TTL_SECONDS``,
+    ``AI_FALLBACK_ENABLED``, ``AI_COST_OPTIMIZATION`` and ``AI_MONITORING_ENABLED`` (in
+    ``environ``, default ``os.environ``) as the original manager read them, else default to
+    300, True, False and True. Explicit arguments win; ``trust_env=False`` ignores the
+    variables.
     """
 
     def __init__(
         self,
         priorities: Priorities | None = None,
         failure_threshold: int = 3,
-        cache_ttl_seconds: float = 300,
+        cache_ttl_seconds: float | None = None,
         *,
-        fallback_enabled: bool = True,
-        cost_optimization: bool = False,
-        monitoring_enabled: bool = True,
+        fallback_enabled: bool | None = None,
+        cost_optimization: bool | None = None,
+        monitoring_enabled: bool | None = None,
         max_attempts: int = 5,
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
@@ -101,14 +109,22 @@ class PlatformManager:
         meter_provider: MeterProvider | None = None,
         shared_state: Any = None,
         chaos: Chaos | Sequence[Chaos] | None = None,
+        trust_env: bool = True,
     ) -> None:
+        settings = with_env_defaults(
+            {
+                "cache_ttl_seconds": cache_ttl_seconds,
+                "fallback_enabled": fallback_enabled,
+                "cost_optimization": cost_optimization,
+                "monitoring_enabled": monitoring_enabled,
+            },
+            environ,
+            trust_env,
+        )
         plan = make_plan(
             priorities=priorities,
             failure_threshold=failure_threshold,
-            cache_ttl_seconds=cache_ttl_seconds,
-            fallback_enabled=fallback_enabled,
-            cost_optimization=cost_optimization,
-            monitoring_enabled=monitoring_enabled,
+            **settings,
             max_attempts=max_attempts,
             half_open_max_calls=half_open_max_calls,
             success_threshold=success_threshold,
@@ -240,33 +256,55 @@ class PlatformManager:
 
     # -- the pinned API ----------------------------------------------------------------------
 
-    async def get_platform(self, operation: str, **context: Any) -> PlatformSpec:
-        """The first usable platform for ``operation`` in the current order.
+    async def get_platform(
+        self,
+        operation: str,
+        attempt: int = 0,
+        max_attempts: int | None = None,
+        **context: Any,
+    ) -> PlatformSpec:
+        """The usable platform for ``operation`` at position ``attempt`` in the current order.
 
-        Raises :class:`AllPlatformsFailed` (with the skip reasons) when none is usable. Extra
-        keywords (``quality_boost=True``, ...) reach the ordering strategy.
+        ``attempt=0`` (the default) is the first usable platform, ``attempt=1`` the next, as
+        in the original manager's ``for attempt in range(max_attempts)`` loops.
+        ``max_attempts`` (default: the manager's) caps ``attempt``. Raises
+        :class:`AllPlatformsFailed` (with the skip reasons) when there is no such platform.
+        Extra keywords (``quality_boost=True``, ...) reach the ordering strategy.
         """
-        return self.get_platform_sync(operation, **context)
+        return self.get_platform_sync(operation, attempt, max_attempts, **context)
 
-    def get_platform_sync(self, operation: str, **context: Any) -> PlatformSpec:
+    def get_platform_sync(
+        self,
+        operation: str,
+        attempt: int = 0,
+        max_attempts: int | None = None,
+        **context: Any,
+    ) -> PlatformSpec:
         """:meth:`get_platform` for synchronous code (same answer, same errors)."""
         route = self._route(operation)
+        validate.integer("attempt", attempt, at_least=0, bare_type_error=True)
+        limit = self._book.settings.max_attempts
+        if max_attempts is not None:
+            limit = validate.integer("max_attempts", max_attempts, at_least=1, bare_type_error=True)
         skipped: list[Attempt] = []
+        usable = 0
         with self._book.guard:
             for pair in route.order(context):
                 reason = pair.unavailable_reason(self.clock)
                 if reason is None:
-                    return pair.spec
+                    if usable == attempt and attempt < limit:
+                        return pair.spec
+                    usable += 1
+                    continue
                 skipped.append(
                     Attempt(
                         pair.spec.name, pair.spec.model, operation, "skipped", skip_reason=reason
                     )
                 )
-        raise AllPlatformsFailed(
-            operation,
-            skipped,
-            reason="no platforms configured" if not route.pairs else "no usable platform",
-        )
+        reason = _no_platform_reason(route, attempt, limit, usable)
+        if reason is None:
+            reason = describe(route.pairs, self.clock) or "no usable platform"
+        raise AllPlatformsFailed(operation, skipped, reason=reason)
 
     @overload
     async def with_fallback(
@@ -684,6 +722,17 @@ class PlatformManager:
         return (
             f"<PlatformManager operations={list(self._routes)} platforms={list(self._platforms)}>"
         )
+
+
+def _no_platform_reason(route: Route, attempt: int, limit: int, usable: int) -> str | None:
+    """Why there is no platform at ``attempt``; ``None`` when none at all is usable."""
+    if not route.pairs:
+        return "no platforms configured"
+    if attempt >= limit:
+        return f"attempt={attempt} is past max_attempts={limit}"
+    if usable:
+        return f"attempt={attempt} asked for but only {usable} usable platform(s)"
+    return None
 
 
 def _platform_name(platform: object, parameter: str) -> str:

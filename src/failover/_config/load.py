@@ -41,6 +41,7 @@ Errors name keys as dotted paths (``failover.cache_ttl_seconds``,
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -176,11 +177,11 @@ def _check_table(
     """Every key of ``table`` known and valid; returns the converted values."""
     unknown = sorted(set(table) - set(rules))
     if unknown:
-        raise ConfigError(
-            f"unknown key {where}.{unknown[0]}; allowed in [{where}]: {', '.join(rules)}",
-            source=source,
-            key=f"{where}.{unknown[0]}",
-        )
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(rules), n=1)
+        # A likely typo gets its fix; otherwise the allowed keys, so the reader can pick.
+        hint = f"did you mean {close[0]}?" if close else f"allowed in [{where}]: {', '.join(rules)}"
+        raise ConfigError(f"unknown key {where}.{key}; {hint}", source=source, key=f"{where}.{key}")
     return {
         key: _check_value(value, rules[key], source=source, key=f"{where}.{key}")
         for key, value in table.items()

@@ -66,6 +66,44 @@ class ManagerPlan:
         }
 
 
+#: The settings the original manager always read from its ``AI_*`` variables: variable and
+#: the value when neither the constructor nor the variable gives one.
+ENV_DEFAULTS: dict[str, tuple[str, Any]] = {
+    "fallback_enabled": ("AI_FALLBACK_ENABLED", True),
+    "cache_ttl_seconds": ("AI_CACHE_TTL_SECONDS", 300.0),
+    "cost_optimization": ("AI_COST_OPTIMIZATION", False),
+    "monitoring_enabled": ("AI_MONITORING_ENABLED", True),
+}
+
+
+def with_env_defaults(
+    given: Mapping[str, Any], environ: Mapping[str, str] | None, trust_env: object
+) -> dict[str, Any]:
+    """``given`` with every ``None`` (not given) filled from its ``AI_*`` variable when
+    ``trust_env``, else from its default. Explicit arguments always win."""
+    validate.instance("trust_env", trust_env, bool, "True or False")
+    env: object = os.environ if environ is None else environ
+    if not isinstance(env, Mapping):
+        env = {}  # make_plan names the bad ``environ``
+    wanted = {
+        variable: env[variable]
+        for key, value in given.items()
+        if value is None
+        for variable in (ENV_DEFAULTS[key][0],)
+        if trust_env and variable in env
+    }
+    read: dict[str, Any] = {}
+    if wanted:
+        # Only then: the loader (and tomllib) stays out of a plain import.
+        from failover._config.load import settings_from_env
+
+        read = settings_from_env(wanted)
+    return {
+        key: value if value is not None else read.get(key, ENV_DEFAULTS[key][1])
+        for key, value in given.items()
+    }
+
+
 def make_plan(
     *,
     priorities: Priorities | None,
@@ -279,7 +317,8 @@ def check_policies(
             if not isinstance(value, Policy):
                 raise ConfigError(
                     f"{label}[{key!r}] must be a failover.Policy, got {validate.shown(value)}",
-                    key=key,
+                    # ConfigError.key is a string; a non-string mapping key is named as shown.
+                    key=key if isinstance(key, str) else validate.shown(key),
                 )
     unknown_ops = set(operation_policies) - set(specs)
     if unknown_ops:

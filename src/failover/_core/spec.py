@@ -19,12 +19,30 @@ BUILTIN_OPERATION_TYPES: Final[tuple[str, ...]] = (
 )
 
 
+class _FromKnownTable(str):
+    """The type of ``PlatformSpec.api_key_env``'s default: "not given, use the table".
+
+    A ``str`` subclass so the field keeps its public type ``str | None``; ``__post_init__``
+    replaces it before anyone can see it, so ``repr`` and equality only ever meet real values.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the well-known platform's variable>"
+
+
+_KEY_FROM_TABLE: Final = _FromKnownTable()
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformSpec:
     """One platform (provider + model) that can serve one or more operation types.
 
-    ``api_key_env`` names the environment variable holding the key; ``None`` means the
-    platform needs no key. The key's *value* is never stored here, so ``repr`` is safe.
+    ``api_key_env`` names the environment variable holding the key. Left out, it comes from
+    the table of well-known platforms (``OPENAI_API_KEY`` for ``"openai"``), as in the
+    ``(name, model)`` form; ``None`` says the platform needs no key. The key's *value* is
+    never stored here, so ``repr`` is safe.
     """
 
     name: str
@@ -33,12 +51,16 @@ class PlatformSpec:
     priority: int = 0
     estimated_cost: float = 0.0
     estimated_time: float = 0.0
-    api_key_env: str | None = None
+    api_key_env: str | None = _KEY_FROM_TABLE
 
     def __post_init__(self) -> None:
         # Imported here to keep this module free of cycles: _errors imports nothing of ours.
         from failover._core import validate
         from failover._core.errors import ConfigError
+
+        if self.api_key_env is _KEY_FROM_TABLE:
+            known = KNOWN_PLATFORMS.get(self.name) if isinstance(self.name, str) else None
+            object.__setattr__(self, "api_key_env", known.api_key_env if known else None)
 
         validate.identifier("name", self.name, label="PlatformSpec.name")
         validate.name("model", self.model, label=f"PlatformSpec.model for {self.name!r}")

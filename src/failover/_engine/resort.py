@@ -17,6 +17,7 @@ from failover._core.breaker import Permit
 from failover._core.classify import ErrorKind, classify
 from failover._core.errors import AllPlatformsFailed
 from failover._engine.effects import Invoke, Lease, Sleep, Tried
+from failover._engine.unavailable import describe
 from failover._engine.walk import Steps, slots
 from failover._observe.scrub import get_logger
 from failover.policies.last_resort import (
@@ -167,14 +168,9 @@ def _probe(book: Book, call: Call, order: Sequence[Pair], setting: LastResort) -
         EVENT,
         {"failover.last_resort.mode": setting.mode, "failover.last_resort.result": "none"},
     )
-    logger.debug(
-        "No platform is usable for %s and none can be probed now (each has a probe out "
-        "or cannot recover by time)",
-        call.operation,
-    )
-    raise AllPlatformsFailed(
-        call.operation, call.attempts, reason="every platform unavailable, none can be probed now"
-    )
+    reason = describe(order, clock) or "every platform unavailable"
+    logger.debug("No platform is usable for %s and none can be probed: %s", call.operation, reason)
+    raise AllPlatformsFailed(call.operation, call.attempts, reason=reason)
 
 
 # -- "wait" ----------------------------------------------------------------------------------

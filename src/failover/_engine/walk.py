@@ -23,6 +23,7 @@ from failover._core.kinds import SkipReason
 from failover._engine import decide
 from failover._engine.call import Call, Operation, Run
 from failover._engine.effects import Effect, Invoke, Lease, Sleep, Slot, Tried
+from failover._engine.unavailable import describe
 from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def walk(book: Book, call: Call, order: Sequence[Pair], *, begun: int = 0) -> St
         from failover._engine.resort import last_resort
 
         return (yield from last_resort(book, call, order, route.last_resort))
+    if reason is None and call.tries == 0:
+        reason = describe(order, book.clock)
     raise decide.give_up(call, reason)
 
 

@@ -237,13 +237,13 @@ class ChaosControl:
             rule = item.rule
             dice = item.random.random
             if rule.latency_rate and dice() < rule.latency_rate:
-                _mark("latency", platform, operation, injected)
+                _mark("latency", f"{rule.latency:g}s", rule, platform, operation, injected)
                 latency = (latency or 0.0) + rule.latency
             if rule.fault_rate and dice() < rule.fault_rate:
-                _mark("fault", platform, operation, injected)
+                _mark("fault", fault_label(rule.fault), rule, platform, operation, injected)
                 return latency, item.make_fault, _REAL
             if rule.result_rate and dice() < rule.result_rate:
-                _mark("result", platform, operation, injected)
+                _mark("result", "canned", rule, platform, operation, injected)
                 value = rule.result
                 return latency, None, value(platform) if callable(value) else value
         return latency, None, _REAL
@@ -301,13 +301,40 @@ class ChaosStrategy(Strategy):
         return self.control.wrap_blocking(self.armed, operation, func)
 
 
-def _mark(kind: str, platform: PlatformSpec, operation: str, injected: Counter[str]) -> None:
+def _mark(
+    kind: str,
+    detail: str,
+    rule: Chaos,
+    platform: PlatformSpec,
+    operation: str,
+    injected: Counter[str],
+) -> None:
     injected[kind] += 1
     span = current_recording_span()
     if span is not None:
         previous = span.attributes.get("failover.chaos") if hasattr(span, "attributes") else None
         span.set_attribute("failover.chaos", f"{previous},{kind}" if previous else kind)
-    logger.warning("Chaos: injecting %s into %s for %s", kind, platform.name, operation)
+    # The rule's settings ride along so a log reader can tell a drill from a real outage
+    # and which rule to switch off.
+    logger.warning(
+        "Chaos: injecting %s (%s) into %s for %s [rule %s]",
+        kind,
+        detail,
+        platform.name,
+        operation,
+        describe(rule),
+    )
+
+
+def fault_label(fault: Fault) -> str:
+    """What a rule's ``fault`` is, in a word: ``transient``, ``HTTP 503``, an exception's type."""
+    if isinstance(fault, str):
+        return fault
+    if isinstance(fault, int):
+        return f"HTTP {fault}"
+    if isinstance(fault, BaseException):
+        return type(fault).__qualname__
+    return str(getattr(fault, "__qualname__", type(fault).__qualname__))
 
 
 def describe(rule: Chaos) -> str:
