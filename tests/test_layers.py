@@ -53,7 +53,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "manager",
         ("failover._manager", "failover._config_report", "failover.decorators", "failover"),
     ),
-    ("integrations", ("failover.http", "failover.redis", "failover.telemetry", "failover.testing")),
+    (
+        "integrations",
+        (
+            "failover.http",
+            "failover.redis",
+            "failover._redis_topology",
+            "failover.telemetry",
+            "failover.testing",
+        ),
+    ),
     ("cli", ("failover.cli",)),
 )
 

@@ -10,13 +10,14 @@ successful call never waits for Redis. What goes through Redis:
 - the half-open probe: a fleet-wide lease (``SET NX PX``), so the fleet sends
   ``half_open_max_calls`` probes per pair, not that many per process.
 
-Key layout (``<ns>`` is the namespace)::
+Key layout (``<ns>`` is the namespace; the braces are cluster hash tags, so each pair's keys
+share one slot: see ``failover._redis_topology``)::
 
-    failover:<ns>:open:<platform>:<operation>         open pair (no expiry when isolated)
-    failover:<ns>:cool:<platform>                     platform cool-down (credit, auth)
-    failover:<ns>:cool:<platform>:<operation>         pair cool-down (rate limited)
-    failover:<ns>:probe:<platform>:<operation>:<n>    probe lease n, value = holder token
-    failover:<ns>:events                              pub/sub channel
+    failover:<ns>:open:{<platform>:<operation>}        open pair (no expiry when isolated)
+    failover:<ns>:cool:{<platform>}                    platform cool-down (credit, auth)
+    failover:<ns>:cool:{<platform>:<operation>}        pair cool-down (rate limited)
+    failover:<ns>:probe:{<platform>:<operation>}:<n>   probe lease n, value = holder token
+    failover:<ns>:events                               pub/sub channel (sharded on a cluster)
 
 Values and messages are the same JSON object: ``{"v": 1, "pid", "kind", "platform",
 "operation", "until_ms", "reason"}``; a process ignores messages carrying its own ``pid``.
@@ -38,37 +39,42 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import anyio
-import anyio.abc
 from anyio.abc import TaskStatus
 
 from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
 from failover._observe.scrub import get_logger
+from failover._redis_topology import (
+    KeyLayout,
+    check_reachable,
+    display_url,
+    open_client,
+    parse_url,
+    publish,
+    subscription,
+)
 
 try:
     import coredis
     from coredis.exceptions import AuthenticationError, AuthorizationError
-    from coredis.retry import NoRetryPolicy
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "failover.redis needs coredis: install the extra with `pip install failover[redis]`"
     ) from exc
 
 if TYPE_CHECKING:
-    Client = coredis.Redis[str]
+    from failover._redis_topology import Client
 
-__all__ = ["RedisSharedState", "decode_message", "key_prefix"]
+__all__ = ["RedisSharedState", "decode_message", "display_url", "key_prefix"]
 
 logger = get_logger("failover.redis")
 
 MESSAGE_VERSION: Final = 1
-_SCHEMES: Final = ("redis", "rediss", "unix")
 _BAD_NAMESPACE_CHARS: Final = frozenset("*?[]\\:{} \t\r\n")
 
 # Compare-and-delete, so a late release never frees a lease someone else took since.
@@ -79,47 +85,7 @@ _RELEASE_SCRIPT: Final = (
 
 def key_prefix(namespace: str) -> str:
     """The prefix of every key (and the channel) of ``namespace``."""
-    return f"failover:{namespace}:"
-
-
-def display_url(url: str) -> str:
-    """``url`` without its password, for logs and errors (works on malformed URLs too)."""
-    scheme, separator, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    if not separator or "@" not in netloc:
-        return url
-    userinfo, _, host = netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
-
-
-def _check_url(url: object) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigError(
-            f"url must be a Redis URL such as 'redis://localhost:6379/0', got {url!r}", key="url"
-        )
-    shown = display_url(url) if "://" in url else url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"url {shown!r} is malformed: {exc}", key="url") from None
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(
-            f"url {shown!r} must start with redis://, rediss:// or unix://", key="url"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigError(f"url {shown!r} names no socket path", key="url")
-        return url
-    if not parts.hostname:
-        raise ConfigError(f"url {shown!r} names no host", key="url")
-    if port == 0:
-        raise ConfigError(f"url {shown!r} has port 0", key="url")
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise ConfigError(f"url {shown!r}: the path must be a database number", key="url")
-    return url
+    return KeyLayout(namespace).prefix
 
 
 def _check_namespace(namespace: object) -> str:
@@ -183,9 +149,11 @@ def leaf_exception(exc: BaseException) -> BaseException:
 class RedisSharedState:
     """Shares breaker transitions, cool-downs and probe leases through Redis.
 
-    ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
-    ``unix:///path.sock``; checked at construction (a malformed one raises
-    :class:`~failover.ConfigError`). ``namespace`` separates fleets sharing one Redis.
+    ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``,
+    ``unix:///path.sock``, ``redis+cluster://host:port,host:port`` (Redis Cluster) or
+    ``redis+sentinel://host:port,host:port/service_name[/db]`` (Sentinel); checked at
+    construction (a malformed one raises :class:`~failover.ConfigError`). ``namespace``
+    separates fleets sharing one Redis.
     Nothing connects until the manager's ``async with`` starts :meth:`run`. One instance
     serves one manager at a time.
     """
@@ -200,7 +168,8 @@ class RedisSharedState:
         max_backoff: float = 5.0,
         max_queue: int = 10_000,
     ) -> None:
-        self.url = _check_url(url)
+        self.topology = parse_url(url)
+        self.url = self.topology.url
         self.namespace = _check_namespace(namespace)
         self.connect_timeout = validate.number("connect_timeout", connect_timeout, above=0)
         self.command_timeout = validate.number("command_timeout", command_timeout, above=0)
@@ -208,8 +177,9 @@ class RedisSharedState:
         validate.integer("max_queue", max_queue, at_least=1)
         #: Identifies this process's messages (host, pid and a random part).
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.prefix = key_prefix(self.namespace)
-        self.channel = self.prefix + "events"
+        self.keys = KeyLayout(self.namespace)
+        self.prefix = self.keys.prefix
+        self.channel = self.keys.channel
         self._queue: collections.deque[SharedEvent | tuple[str, str]] = collections.deque(
             maxlen=max_queue
         )
@@ -237,17 +207,15 @@ class RedisSharedState:
         """The key holding ``event``'s state (``open``/``cool``; ``closed``/``reset`` delete it)."""
         kind = "open" if event.kind in ("open", "closed") else "cool"
         if event.operation is None:
-            return f"{self.prefix}{kind}:{event.platform}"
-        return f"{self.prefix}{kind}:{event.platform}:{event.operation}"
+            return self.keys.platform(kind, event.platform)
+        return self.keys.pair(kind, event.platform, event.operation)
 
     def probe_key(self, pair_key: tuple[str, str], slot: int) -> str:
-        return f"{self.prefix}probe:{pair_key[0]}:{pair_key[1]}:{slot}"
+        return self.keys.probe(pair_key[0], pair_key[1], slot)
 
-    def _new_client(self) -> Client:
-        return coredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            retry_policy=NoRetryPolicy(),
+    def _open_client(self) -> AbstractAsyncContextManager[Client]:
+        return open_client(
+            self.topology,
             connect_timeout=self.connect_timeout,
             stream_timeout=max(self.command_timeout, 1.0),
         )
@@ -391,26 +359,14 @@ class RedisSharedState:
         )
 
     async def _check_reachable(self) -> None:
-        """Raise ``OSError``/``TimeoutError`` unless the server accepts a connection.
-
-        Checked before building a client, so a server that is down costs one refused connect
-        and leaves nothing half-open behind.
-        """
-        parts = urlsplit(self.url)
-        with anyio.fail_after(self.connect_timeout):
-            if parts.scheme == "unix":
-                stream: anyio.abc.ByteStream = await anyio.connect_unix(parts.path)
-            else:
-                stream = await anyio.connect_tcp(parts.hostname or "localhost", parts.port or 6379)
-        await stream.aclose()
+        await check_reachable(self.topology, self.connect_timeout)
 
     @asynccontextmanager
     async def _session(self, link: FleetLink) -> AsyncIterator[int]:
         """One connection: subscribe, load the fleet's state, push ours; yields entries synced."""
         await self._check_reachable()
-        client = self._new_client()
-        async with client:
-            pubsub = client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
+        async with self._open_client() as client:
+            pubsub = subscription(self.topology, client)
             async with pubsub:
                 with anyio.fail_after(self.connect_timeout + 5 * self.command_timeout):
                     await pubsub.subscribe(self.channel)
@@ -460,7 +416,7 @@ class RedisSharedState:
         keys = [
             key
             async for key in client.scan_iter(match=self.prefix + "*", count=500)
-            if not key.startswith(self.prefix + "probe:") and key != self.channel
+            if not self.keys.is_probe(key) and key != self.channel
         ]
         applied = 0
         for start in range(0, len(keys), 500):
@@ -517,7 +473,7 @@ class RedisSharedState:
                     pipe.delete(
                         [key, self.event_key(SharedEvent("closed", item.platform, item.operation))]
                     )
-                pipe.publish(self.channel, message)
+                publish(self.topology, pipe, self.channel, message)
         for token, key in releases:
             await client.eval(_RELEASE_SCRIPT, [key], [token])
 
@@ -529,7 +485,6 @@ class RedisSharedState:
         Connects for the duration of the call; raises coredis errors when Redis is unreachable.
         """
         await self._check_reachable()
-        client = self._new_client()
         now_ms = int(time.time() * 1000)
         view: dict[str, Any] = {
             "namespace": self.namespace,
@@ -537,7 +492,7 @@ class RedisSharedState:
             "cooling": [],
             "probes": [],
         }
-        async with client:
+        async with self._open_client() as client:
             with anyio.fail_after(self.connect_timeout + 10 * self.command_timeout):
                 keys = sorted(
                     [key async for key in client.scan_iter(match=self.prefix + "*", count=500)]
@@ -545,10 +500,9 @@ class RedisSharedState:
                 values = await client.mget(keys) if keys else ()
                 ttls = [await client.pttl(key) for key in keys]
         for key, value, ttl in zip(keys, values, ttls, strict=True):
-            rest = key[len(self.prefix) :]
             remaining = None if ttl < 0 else ttl / 1000
-            if rest.startswith("probe:"):
-                _, platform, operation, slot = rest.split(":", 3)
+            if self.keys.is_probe(key):
+                platform, operation, slot = self.keys.parse_probe(key)
                 holder = (value or "").rsplit(":", 2)[0]
                 view["probes"].append(
                     {
