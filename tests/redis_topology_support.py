@@ -34,6 +34,16 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def require_version(major: int) -> None:
+    """Skip (fail in CI) unless ``redis-server`` is at least version ``major``."""
+    version = subprocess.run(
+        [_binary("redis-server"), "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    found = version.partition(" v=")[2].split(".", 1)[0]
+    if not found.isdigit() or int(found) < major:
+        _unavailable(f"these tests need redis-server {major}.0 or later, found {version!r}")
+
+
 def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
@@ -221,8 +231,19 @@ class PrivateSentinel:
         before = self.master()
         reply = redis_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.SERVICE)
         assert "OK" in reply, reply
+        return self._new_master(before)
+
+    def kill_master(self) -> int:
+        """SIGKILL the master; the new master's port once the sentinels have elected it."""
+        before = self.master()
+        self.procs.kill(before)
+        return self._new_master(before)
+
+    def _new_master(self, before: int) -> int:
         _poll("the failover to complete", lambda: self.master() != before)
-        return self.master()
+        after = self.master()
+        _poll(f"{after} to act as master", lambda: "master" in redis_cli(after, "ROLE")[:20])
+        return after
 
     def stop(self) -> None:
         self.procs.stop()

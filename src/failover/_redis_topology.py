@@ -6,7 +6,7 @@ Three topologies, chosen by the URL's scheme:
   ``Redis.from_url`` as they are (so its query options keep working);
 - Redis Cluster (or a managed cluster mode, or Valkey): ``redis+cluster://host:port,host:port``
   (``rediss+cluster://`` for TLS), any reachable subset of the nodes, through
-  ``coredis.RedisCluster``; the channel uses sharded pub/sub (Redis/Valkey 7+);
+  ``coredis.RedisCluster`` and its cluster pub/sub;
 - Sentinel: ``redis+sentinel://host:port,host:port/service_name[/db]``
   (``rediss+sentinel://`` for TLS to the data nodes), through ``coredis.Sentinel``: every
   session asks the sentinels for the current primary, so a failover costs one reconnect.
@@ -39,7 +39,15 @@ from failover._core.errors import ConfigError
 if TYPE_CHECKING:
     Client = coredis.Redis[str] | coredis.RedisCluster[str]
 
-__all__ = ["KeyLayout", "Topology", "display_url", "open_client", "parse_url"]
+__all__ = [
+    "KeyLayout",
+    "Topology",
+    "check_reachable",
+    "display_url",
+    "open_client",
+    "parse_url",
+    "publish",
+]
 
 Kind = Literal["server", "cluster", "sentinel"]
 
@@ -51,6 +59,7 @@ _MULTI_HOST_SCHEMES: Final[dict[str, tuple[Kind, bool]]] = {
     "rediss+sentinel": ("sentinel", True),
 }
 _DEFAULT_PORTS: Final = {"server": 6379, "cluster": 6379, "sentinel": 26379}
+_PUBLISH_SCRIPT: Final = "return redis.call('PUBLISH', KEYS[1], ARGV[1])"
 
 
 def display_url(url: str) -> str:
@@ -225,15 +234,21 @@ async def open_client(
             retry_policy=NoRetryPolicy(),
             **timeouts,
         )
-        async with cluster:
-            yield cluster
+        try:
+            async with cluster:
+                yield cluster
+        finally:
+            _close_layout_streams(cluster)
     else:
         assert topology.service is not None
         if topology.tls:
             timeouts["ssl_context"] = ssl.create_default_context()
         sentinel = coredis.Sentinel(
             [TCPLocation(host, port) for host, port in topology.nodes],
-            sentinel_kwargs={"connect_timeout": connect_timeout, "stream_timeout": stream_timeout},
+            # No read timeout towards the sentinels: the switch watch waits for news
+            # indefinitely (pub/sub keep-alive pings find a dead sentinel); discovery runs
+            # under the session's own deadline.
+            sentinel_kwargs={"connect_timeout": connect_timeout, "stream_timeout": None},
             decode_responses=True,
             retry_policy=NoRetryPolicy(),
             username=topology.username,
@@ -241,24 +256,73 @@ async def open_client(
             db=topology.db,
             **timeouts,
         )
-        async with sentinel:
+        async with sentinel, anyio.create_task_group() as tasks:
             primary = sentinel.primary_for(topology.service)
             async with primary:
+                await tasks.start(_watch_switch, sentinel, topology.service)
                 yield primary
+            tasks.cancel_scope.cancel()
 
 
-def subscription(topology: Topology, client: Client) -> Any:
-    """A pub/sub object for ``client``: sharded on a cluster, so one shard orders the channel."""
-    if topology.kind == "cluster":
-        assert isinstance(client, coredis.RedisCluster)
-        return client.sharded_pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
-    return client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
+class MasterSwitched(Exception):
+    """The sentinels moved the service to another master: the session must reconnect."""
+
+
+async def _watch_switch(
+    sentinel: Any, service: str, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    """Raise :class:`MasterSwitched` when a sentinel announces a new master for ``service``.
+
+    After a failover the old master keeps accepting writes until the sentinels demote it (up
+    to their 10 s refresh later), and what is written there in between is lost; following
+    ``+switch-master`` moves the session to the new master as soon as it is elected.
+    """
+    started = False
+    while True:
+        for client in sentinel.sentinels:
+            switched = False
+            try:
+                pubsub = client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
+                async with pubsub:
+                    await pubsub.subscribe("+switch-master")
+                    if not started:
+                        started = True
+                        task_status.started()
+                    async for message in pubsub:
+                        if str(message["data"]).split(" ", 1)[0] == service:
+                            switched = True
+                            break
+            except (OSError, TimeoutError, coredis.exceptions.RedisError):
+                continue
+            if switched:
+                raise MasterSwitched(f"the sentinels moved {service!r} to a new master")
+        # No sentinel to listen to now: the session still ends when the old master is
+        # demoted; try the sentinels again in a moment.
+        if not started:
+            started = True
+            task_status.started()
+        await anyio.sleep(1.0)
+
+
+def _close_layout_streams(cluster: Any) -> None:
+    # coredis 6.9 never closes its cluster layout's error stream: without this, every session
+    # leaves a pair of memory streams to be reported unclosed (ResourceWarning) when collected.
+    layout = getattr(cluster.connection_pool, "cluster_layout", None)
+    for stream in getattr(layout, "_error_stream", ()):
+        stream.close()
 
 
 def publish(topology: Topology, pipe: Any, channel: str, message: str) -> None:
-    """Queue ``message`` on ``pipe``: ``SPUBLISH`` on a cluster (matching :func:`subscription`)."""
+    """Queue ``message`` for the channel on ``pipe``.
+
+    On a cluster a keyless ``PUBLISH`` goes to whichever node the pipeline picks, and messages
+    sent through different nodes may overtake each other on the cluster bus (an ``open``
+    arriving after its ``closed``). Sent from a script keyed by the channel's name, every
+    message of this process goes through the node owning that slot, in order; the cluster
+    still broadcasts it to subscribers on every node.
+    """
     if topology.kind == "cluster":
-        pipe.spublish(channel, message)
+        pipe.eval(_PUBLISH_SCRIPT, [channel], [message])
     else:
         pipe.publish(channel, message)
 

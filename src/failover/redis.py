@@ -17,7 +17,7 @@ share one slot: see ``failover._redis_topology``)::
     failover:<ns>:cool:{<platform>}                    platform cool-down (credit, auth)
     failover:<ns>:cool:{<platform>:<operation>}        pair cool-down (rate limited)
     failover:<ns>:probe:{<platform>:<operation>}:<n>   probe lease n, value = holder token
-    failover:<ns>:events                               pub/sub channel (sharded on a cluster)
+    failover:<ns>:events                               pub/sub channel
 
 Values and messages are the same JSON object: ``{"v": 1, "pid", "kind", "platform",
 "operation", "until_ms", "reason"}``; a process ignores messages carrying its own ``pid``.
@@ -56,12 +56,12 @@ from failover._redis_topology import (
     open_client,
     parse_url,
     publish,
-    subscription,
 )
 
 try:
     import coredis
     from coredis.exceptions import AuthenticationError, AuthorizationError
+    from coredis.retry import NoRetryPolicy
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "failover.redis needs coredis: install the extra with `pip install failover[redis]`"
@@ -366,7 +366,7 @@ class RedisSharedState:
         """One connection: subscribe, load the fleet's state, push ours; yields entries synced."""
         await self._check_reachable()
         async with self._open_client() as client:
-            pubsub = subscription(self.topology, client)
+            pubsub = client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
             async with pubsub:
                 with anyio.fail_after(self.connect_timeout + 5 * self.command_timeout):
                     await pubsub.subscribe(self.channel)
