@@ -59,6 +59,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "failover.http",
             "failover.redis",
+            "failover._redis_topology",
             "failover.telemetry",
             "failover.testing",
             "failover.web",
