@@ -228,18 +228,27 @@ class PrivateSentinel:
 
     def failover(self) -> int:
         """``SENTINEL FAILOVER``; the new master's port once every sentinel names it."""
-        before = self.master()
-        reply = redis_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.SERVICE)
-        assert "OK" in reply, reply
-        return self._new_master(before)
+        return self.new_master_after(self.start_failover("sentinel_failover"))
 
     def kill_master(self) -> int:
         """SIGKILL the master; the new master's port once the sentinels have elected it."""
-        before = self.master()
-        self.procs.kill(before)
-        return self._new_master(before)
+        return self.new_master_after(self.start_failover("master_killed"))
 
-    def _new_master(self, before: int) -> int:
+    def start_failover(self, how: str) -> int:
+        """Start a failover (``sentinel_failover`` or ``master_killed``); the old master's port.
+
+        Returns at once, so a test can act while the sentinels are still electing.
+        """
+        before = self.master()
+        if how == "master_killed":
+            self.procs.kill(before)
+        else:
+            reply = redis_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.SERVICE)
+            assert "OK" in reply, reply
+        return before
+
+    def new_master_after(self, before: int) -> int:
+        """The new master's port, once every sentinel names it and it acts as master."""
         _poll("the failover to complete", lambda: self.master() != before)
         after = self.master()
         _poll(f"{after} to act as master", lambda: "master" in redis_cli(after, "ROLE")[:20])

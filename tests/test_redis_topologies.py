@@ -1,7 +1,9 @@
 """RedisSharedState beyond one server: Redis Cluster and Sentinel, started here from redis-server.
 
 The cluster has three primaries and no replicas; the Sentinel set-up has one master, one
-replica and three sentinels. Both run on free loopback ports and are stopped by PID.
+replica and three sentinels. Both run on free loopback ports and are stopped by PID. A
+Sentinel failover (``SENTINEL FAILOVER``, or the master killed) happens during traffic: no call
+may fail, and the fleet converges through the new master on what the operator did last.
 """
 
 from __future__ import annotations
@@ -279,6 +281,13 @@ def sentinel() -> Iterator[PrivateSentinel]:
         running.stop()
 
 
+def on(m: PlatformManager, port: int) -> bool:
+    """Whether ``m``'s shared-state session is connected to the server on ``port``."""
+    client = m.shared_state._client
+    location = getattr(getattr(client, "connection_pool", None), "location", None)
+    return m.shared_state.connected and getattr(location, "port", None) == port
+
+
 async def keys_on(port: int, namespace: str) -> list[str]:
     client = coredis.Redis(host="127.0.0.1", port=port, decode_responses=True)
     async with client:
@@ -297,3 +306,63 @@ async def test_sentinel_shares_state_through_the_current_master(
         assert await keys_on(sentinel.master(), namespace) == [
             f"failover:{namespace}:open:{{openai:{OP}}}"
         ]
+
+
+@pytest.mark.parametrize("how", ["sentinel_failover", "master_killed"])
+async def test_a_master_failover_during_traffic_fails_no_call_and_converges(
+    sentinel: PrivateSentinel, how: str
+) -> None:
+    namespace = unique_namespace()
+    a, b = manager(sentinel.url, namespace), manager(sentinel.url, namespace)
+    failures: list[BaseException] = []
+    calls = 0
+
+    async def load(m: PlatformManager) -> None:
+        nonlocal calls
+        while True:
+            try:
+                await m.with_fallback(OP, lambda spec: spec.name)
+                calls += 1
+            except Exception as exc:
+                failures.append(exc)
+            await anyio.sleep(0.001)
+
+    def groq(m: PlatformManager) -> str:
+        return str(pair_state(m, "groq")["state"])
+
+    with anyio.fail_after(90):
+        async with a, b, anyio.create_task_group() as tasks:
+            for m in (a, b, a, b):
+                tasks.start_soon(load, m)
+            await wait_for(lambda: calls > 50, 5, "load to start")
+            a.force_open("groq", OP, 120)
+            await wait_for(lambda: groq(b) == "open", 2, "b to see groq forced open")
+            old_master = await anyio.to_thread.run_sync(sentinel.start_failover, how)
+            # The operator acts while the master changes: the reset may reach the old master
+            # just before it is demoted (and be lost there), or wait in b's queue while b
+            # reconnects, and a re-pushes its open groq when it reconnects. The reset's epoch
+            # must still win everywhere.
+            b.reset("groq", OP)
+            new_master = await anyio.to_thread.run_sync(sentinel.new_master_after, old_master)
+            before = calls
+            await wait_for(lambda: calls > before + 50, 10, "calls after the failover")
+            await wait_for(lambda: on(a, new_master) and on(b, new_master), 15, "reconnected")
+            await wait_for(lambda: groq(a) == groq(b) == "closed", 10, "the reset everywhere")
+            # A transition made after the failover reaches the other process through the new
+            # master (one platform stays usable, so no call needs a last-resort probe) ...
+            b.force_open("openai", OP, 120)
+            await wait_for(lambda: pair_state(a)["state"] == "open", 10, "a to see b's open")
+            # ... and the new master holds the fleet's state: no open groq came back.
+            expected = [
+                f"failover:{namespace}:epoch:{{groq:{OP}}}",
+                f"failover:{namespace}:epoch:{{openai:{OP}}}",
+                f"failover:{namespace}:open:{{openai:{OP}}}",
+            ]
+            deadline = anyio.current_time() + 10
+            while await keys_on(new_master, namespace) != expected:
+                assert anyio.current_time() < deadline, await keys_on(new_master, namespace)
+                await anyio.sleep(0.05)
+            assert groq(a) == groq(b) == "closed"
+            tasks.cancel_scope.cancel()
+    assert failures == []
+    assert calls > 100

@@ -259,6 +259,7 @@ async def open_client(
         server = coredis.Redis.from_url(
             topology.url, decode_responses=True, retry_policy=NoRetryPolicy(), **timeouts
         )
+        _close_streams_of_ended_connections(server.connection_pool)
         async with server:
             yield server
     elif topology.kind == "cluster":
@@ -271,6 +272,7 @@ async def open_client(
             retry_policy=NoRetryPolicy(),
             **timeouts,
         )
+        _close_streams_of_ended_connections(cluster.connection_pool)
         try:
             async with cluster:
                 yield cluster
@@ -293,8 +295,11 @@ async def open_client(
             db=topology.db,
             **timeouts,
         )
+        for watcher in sentinel.sentinels:
+            _close_streams_of_ended_connections(watcher.connection_pool)
         async with sentinel, anyio.create_task_group() as tasks:
             primary = sentinel.primary_for(topology.service)
+            _close_streams_of_ended_connections(primary.connection_pool)
             async with primary:
                 await tasks.start(_watch_switch, sentinel, topology.service)
                 yield primary
@@ -339,6 +344,60 @@ async def _watch_switch(
             started = True
             task_status.started()
         await anyio.sleep(1.0)
+
+
+_CONNECTION_STREAMS: Final = (
+    "_write_buffer_in",
+    "_write_buffer_out",
+    "_push_message_buffer_in",
+    "_push_message_buffer_out",
+    "_streamed_message_buffer_in",
+    "_streamed_message_buffer_out",
+)
+
+
+def _close_streams_of_ended_connections(pool: Any) -> None:
+    """Have every connection ``pool`` makes close its memory streams when it ends.
+
+    coredis 6.9 builds six memory streams per connection and closes them only once connected
+    (``BaseConnection.run`` opens the socket first): a connect that fails (a master just
+    killed, still named by the sentinels; a node that went away under a pipeline) leaves them
+    to be reported unclosed (ResourceWarning) when collected. Only the pools of this module's
+    own clients are touched; a coredis without these internals is left as it is.
+    """
+    if hasattr(pool, "_construct_connection"):  # one server, a Sentinel service, sentinels
+        construct = pool._construct_connection
+
+        async def construct_closing(*args: Any, **kwargs: Any) -> Any:
+            return _closing_when_done(await construct(*args, **kwargs))
+
+        pool._construct_connection = construct_closing
+    elif hasattr(pool, "_wrap_connection"):  # a cluster
+        wrap = pool._wrap_connection
+
+        async def wrap_closing(connection: Any, **kwargs: Any) -> None:
+            await wrap(_closing_when_done(connection), **kwargs)
+
+        pool._wrap_connection = wrap_closing
+
+
+def _closing_when_done(connection: Any) -> Any:
+    run = getattr(connection, "run", None)
+    if run is None:
+        return connection
+
+    async def run_closing(**kwargs: Any) -> None:
+        try:
+            await run(**kwargs)
+        finally:
+            # A connection is never run twice, so its streams are done with here.
+            for name in _CONNECTION_STREAMS:
+                stream = getattr(connection, name, None)
+                if stream is not None:
+                    stream.close()
+
+    connection.run = run_closing
+    return connection
 
 
 def _close_layout_streams(cluster: Any) -> None:
