@@ -16,10 +16,16 @@ import coredis
 import pytest
 
 from failover import AllPlatformsFailed, ConfigError, CreditExhausted, PlatformManager, Transient
-from failover._redis_topology import KeyLayout, parse_url
+from failover._redis_topology import KeyLayout, check_reachable, parse_url
 from failover.redis import RedisSharedState
 from failover.testing import FakeClock
-from redis_topology_support import PrivateCluster, PrivateSentinel, redis_cli, require_version
+from redis_topology_support import (
+    PrivateCluster,
+    PrivateSentinel,
+    free_ports,
+    redis_cli,
+    require_version,
+)
 from test_redis_support import ENVIRON, PRIORITIES, unique_namespace, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_topology]
@@ -118,10 +124,13 @@ def test_every_key_of_a_pair_and_of_a_platform_shares_one_slot(platform: str) ->
         shared.event_key(SharedEvent(kind, platform, OP, None, ""))
         for kind in ("open", "closed", "cool", "reset")
     ] + [shared.probe_key((platform, OP), slot) for slot in range(4)]
+    # The lease and void scripts take the void key with the lease keys; an epoch goes with
+    # the state it guards.
+    pair += [shared.void_key((platform, OP), "host:1:ab:7"), shared.epoch_key(platform, OP)]
     whole = [
         shared.event_key(SharedEvent(kind, platform, None, None, ""))
         for kind in ("open", "closed", "cool", "reset")
-    ]
+    ] + [shared.epoch_key(platform, None)]
     assert len({cluster_slot(key) for key in pair}) == 1, pair
     assert len({cluster_slot(key) for key in whole}) == 1, whole
 
@@ -137,7 +146,32 @@ def test_probe_keys_are_read_back_for_the_fleet_view() -> None:
     keys = KeyLayout("ns")
     key = keys.probe("openai", OP, 2)
     assert keys.is_probe(key)
+    assert not keys.is_void(key)
     assert keys.parse_probe(key) == ("openai", OP, "2")
+    void = keys.void("openai", OP, "host:1:ab:7")
+    assert keys.is_probe(void)
+    assert keys.is_void(void)
+    assert keys.is_epoch(keys.pair("epoch", "openai", OP))
+    assert keys.is_epoch(keys.platform("epoch", "openai"))
+    assert not keys.is_epoch(keys.pair("open", "openai", OP))
+
+
+async def test_the_reachability_ping_goes_to_the_master_the_sentinels_name(
+    sentinel: PrivateSentinel,
+) -> None:
+    topology = parse_url(sentinel.url)
+    await check_reachable(topology, 2.0)
+    # The sentinels still answer, but they name a master that is gone.
+    sentinel.procs.kill(sentinel.master())
+    with pytest.raises(OSError):
+        await check_reachable(topology, 2.0)
+
+
+async def test_the_reachability_ping_takes_any_cluster_node(cluster: PrivateCluster) -> None:
+    dead = free_ports(1)[0]
+    await check_reachable(parse_url(f"redis+cluster://127.0.0.1:{dead},{cluster.url[16:]}"), 2.0)
+    with pytest.raises(OSError):
+        await check_reachable(parse_url(f"redis+cluster://127.0.0.1:{dead}"), 2.0)
 
 
 # -- helpers ---------------------------------------------------------------------------------
