@@ -60,6 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "failover.http",
             "failover.redis",
             "failover.sdk",
+            "failover._redis_topology",
             "failover.telemetry",
             "failover.testing",
             "failover.web",

@@ -206,7 +206,7 @@ async def test_credit_cooldown_is_shared_platform_wide_with_key_expiry(
         )
         client = coredis.Redis.from_url(redis_url, decode_responses=True)
         async with client:
-            ttl = await client.pttl(f"failover:{namespace}:cool:openai")
+            ttl = await client.pttl(f"failover:{namespace}:cool:{{openai}}")
         assert 29_000 < ttl <= 30_000
 
 
@@ -251,7 +251,7 @@ async def test_isolate_is_kept_without_expiry_and_reset_clears_it(
     clock = FakeClock()
     a, b = manager(redis_url, namespace, clock), manager(redis_url, namespace, clock)
     client = coredis.Redis.from_url(redis_url, decode_responses=True)
-    key = f"failover:{namespace}:open:openai:{OP}"
+    key = f"failover:{namespace}:open:{{openai:{OP}}}"
     async with client, a, b:
         a.isolate("openai", OP)
         await wait_for(lambda: pair_state(b)["isolated"], 2, "b to see the isolation")
@@ -357,7 +357,7 @@ async def test_cancelled_probe_releases_its_lease(redis_url: str, namespace: str
     clock = FakeClock()
     a, b = manager(redis_url, namespace, clock), manager(redis_url, namespace, clock)
     client = coredis.Redis.from_url(redis_url, decode_responses=True)
-    lease_key = f"failover:{namespace}:probe:openai:{OP}:0"
+    lease_key = f"failover:{namespace}:probe:{{openai:{OP}}}:0"
     async with client, a, b:
         await open_primary(a)
         await wait_for(lambda: pair_state(b)["state"] == "open", 2, "b to see the open pair")

@@ -151,7 +151,7 @@ async def test_a_dead_probe_holders_lease_expires_and_another_process_probes(
     )
     workers.append(holder)
     assert (await read_line(holder, STARTUP))["event"] == "ready"
-    lease_key = f"failover:{namespace}:probe:openai:{OP}:0"
+    lease_key = f"failover:{namespace}:probe:{{openai:{OP}}}:0"
     client = coredis.Redis.from_url(redis_url, decode_responses=True)
     async with client, local_manager(redis_url, namespace, cache_ttl_seconds=ttl) as survivor:
         survivor.force_open("openai", OP)

@@ -12,15 +12,17 @@ successful call never waits for Redis. What goes through Redis:
   answer never comes (cancelled caller, timeout, hung server) is voided from the background
   task, so it cannot hold a lease nobody will release.
 
-Key layout (``<ns>`` is the namespace)::
+Key layout (``<ns>`` is the namespace; the braces are cluster hash tags, so each pair's keys
+share one slot: see ``failover._redis_topology``)::
 
-    failover:<ns>:open:<platform>:<operation>         open pair (no expiry when isolated)
-    failover:<ns>:cool:<platform>                     platform cool-down (credit, auth)
-    failover:<ns>:cool:<platform>:<operation>         pair cool-down (rate limited)
-    failover:<ns>:probe:<platform>:<operation>:<n>    probe lease n, value = holder token
-    failover:<ns>:probe:<platform>:<operation>:void:<request>   a voided lease request
-    failover:<ns>:epoch:<platform>[:<operation>]     newest operator epoch (no expiry)
-    failover:<ns>:events                              pub/sub channel
+    failover:<ns>:open:{<platform>:<operation>}        open pair (no expiry when isolated)
+    failover:<ns>:cool:{<platform>}                    platform cool-down (credit, auth)
+    failover:<ns>:cool:{<platform>:<operation>}        pair cool-down (rate limited)
+    failover:<ns>:probe:{<platform>:<operation>}:<n>   probe lease n, value = holder token
+    failover:<ns>:probe:{<platform>:<operation>}:void:<request>   a voided lease request
+    failover:<ns>:epoch:{<platform>}                   newest operator epoch of a platform
+    failover:<ns>:epoch:{<platform>:<operation>}       ... and of a pair (no expiry)
+    failover:<ns>:events                               pub/sub channel
 
 Values and messages are the same JSON object: ``{"v": 2, "pid", "kind", "platform",
 "operation", "ttl_ms", "epoch", "reason"}``; a process ignores messages carrying its own
@@ -46,21 +48,26 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
-from urllib.parse import urlsplit
 
 import anyio
-import anyio.abc
 from anyio.abc import TaskStatus
 
 from failover._core import validate
 from failover._core.errors import ConfigError
 from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
 from failover._observe.scrub import get_logger
+from failover._redis_topology import (
+    KeyLayout,
+    check_reachable,
+    display_url,
+    open_client,
+    parse_url,
+    publish,
+)
 
 try:
-    import coredis
     from coredis.exceptions import AuthenticationError, AuthorizationError
     from coredis.retry import NoRetryPolicy
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -69,14 +76,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 if TYPE_CHECKING:
-    Client = coredis.Redis[str]
+    from failover._redis_topology import Client
 
-__all__ = ["RedisSharedState", "decode_message", "key_prefix"]
+__all__ = ["RedisSharedState", "decode_message", "display_url", "key_prefix"]
 
 logger = get_logger("failover.redis")
 
 MESSAGE_VERSION: Final = 2
-_SCHEMES: Final = ("redis", "rediss", "unix")
 _BAD_NAMESPACE_CHARS: Final = frozenset("*?[]\\:{} \t\r\n")
 
 #: While Redis is down, how often a cheap ``PING`` checks whether it is back (seconds), so
@@ -141,47 +147,7 @@ class _Script(NamedTuple):
 
 def key_prefix(namespace: str) -> str:
     """The prefix of every key (and the channel) of ``namespace``."""
-    return f"failover:{namespace}:"
-
-
-def display_url(url: str) -> str:
-    """``url`` without its password, for logs and errors (works on malformed URLs too)."""
-    scheme, separator, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    if not separator or "@" not in netloc:
-        return url
-    userinfo, _, host = netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
-
-
-def _check_url(url: object) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigError(
-            f"url must be a Redis URL such as 'redis://localhost:6379/0', got {url!r}", key="url"
-        )
-    shown = display_url(url) if "://" in url else url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"url {shown!r} is malformed: {exc}", key="url") from None
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(
-            f"url {shown!r} must start with redis://, rediss:// or unix://", key="url"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigError(f"url {shown!r} names no socket path", key="url")
-        return url
-    if not parts.hostname:
-        raise ConfigError(f"url {shown!r} names no host", key="url")
-    if port == 0:
-        raise ConfigError(f"url {shown!r} has port 0", key="url")
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise ConfigError(f"url {shown!r}: the path must be a database number", key="url")
-    return url
+    return KeyLayout(namespace).prefix
 
 
 def _check_namespace(namespace: object) -> str:
@@ -252,9 +218,11 @@ def leaf_exception(exc: BaseException) -> BaseException:
 class RedisSharedState:
     """Shares breaker transitions, cool-downs and probe leases through Redis.
 
-    ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
-    ``unix:///path.sock``; checked at construction (a malformed one raises
-    :class:`~failover.ConfigError`). ``namespace`` separates fleets sharing one Redis.
+    ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``,
+    ``unix:///path.sock``, ``redis+cluster://host:port,host:port`` (Redis Cluster) or
+    ``redis+sentinel://host:port,host:port/service_name[/db]`` (Sentinel); checked at
+    construction (a malformed one raises :class:`~failover.ConfigError`). ``namespace``
+    separates fleets sharing one Redis.
     Nothing connects until the manager's ``async with`` starts :meth:`run`. One instance
     serves one manager at a time.
     """
@@ -269,7 +237,8 @@ class RedisSharedState:
         max_backoff: float = 5.0,
         max_queue: int = 10_000,
     ) -> None:
-        self.url = _check_url(url)
+        self.topology = parse_url(url)
+        self.url = self.topology.url
         self.namespace = _check_namespace(namespace)
         self.connect_timeout = validate.number("connect_timeout", connect_timeout, above=0)
         self.command_timeout = validate.number("command_timeout", command_timeout, above=0)
@@ -277,8 +246,9 @@ class RedisSharedState:
         validate.integer("max_queue", max_queue, at_least=1)
         #: Identifies this process's messages (host, pid and a random part).
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.prefix = key_prefix(self.namespace)
-        self.channel = self.prefix + "events"
+        self.keys = KeyLayout(self.namespace)
+        self.prefix = self.keys.prefix
+        self.channel = self.keys.channel
         self._queue: collections.deque[_Queued | _Script] = collections.deque(maxlen=max_queue)
         self._wakeup: anyio.Event | None = None
         self._flushed: anyio.Event | None = None
@@ -304,25 +274,23 @@ class RedisSharedState:
         """The key holding ``event``'s state (``open``/``cool``; ``closed``/``reset`` delete it)."""
         kind = "open" if event.kind in ("open", "closed") else "cool"
         if event.operation is None:
-            return f"{self.prefix}{kind}:{event.platform}"
-        return f"{self.prefix}{kind}:{event.platform}:{event.operation}"
+            return self.keys.platform(kind, event.platform)
+        return self.keys.pair(kind, event.platform, event.operation)
 
     def probe_key(self, pair_key: tuple[str, str], slot: int) -> str:
-        return f"{self.prefix}probe:{pair_key[0]}:{pair_key[1]}:{slot}"
+        return self.keys.probe(pair_key[0], pair_key[1], slot)
 
     def void_key(self, pair_key: tuple[str, str], request: str) -> str:
-        return f"{self.prefix}probe:{pair_key[0]}:{pair_key[1]}:void:{request}"
+        return self.keys.void(pair_key[0], pair_key[1], request)
 
     def epoch_key(self, platform: str, operation: str | None) -> str:
         if operation is None:
-            return f"{self.prefix}epoch:{platform}"
-        return f"{self.prefix}epoch:{platform}:{operation}"
+            return self.keys.platform("epoch", platform)
+        return self.keys.pair("epoch", platform, operation)
 
-    def _new_client(self) -> Client:
-        return coredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            retry_policy=NoRetryPolicy(),
+    def _open_client(self) -> AbstractAsyncContextManager[Client]:
+        return open_client(
+            self.topology,
             connect_timeout=self.connect_timeout,
             stream_timeout=max(self.command_timeout, 1.0),
         )
@@ -495,34 +463,19 @@ class RedisSharedState:
                     await stopping.wait()
 
     async def _check_reachable(self, timeout: float | None = None) -> None:
-        """Raise unless the server answers a ``PING`` within ``timeout`` (``connect_timeout``).
+        """Raise unless Redis answers a ``PING`` within ``timeout`` (``connect_timeout``).
 
-        Checked before building a client, so a server that is down or hung (it accepts
-        connections but answers nothing) costs one raw connection and leaves nothing
-        half-open behind, nor coredis' own error logs for a handshake that never ends. Any
-        answer counts (``-NOAUTH`` too: the credentials are the client's business), except
-        ``-LOADING``. Over TLS a plain ``PING`` would not be understood: connecting is enough.
+        Checked before building a client, so a server that is down or hung costs one raw
+        connection and leaves nothing half-open behind (see
+        :func:`failover._redis_topology.check_reachable`).
         """
-        parts = urlsplit(self.url)
-        with anyio.fail_after(self.connect_timeout if timeout is None else timeout):
-            if parts.scheme == "unix":
-                stream: anyio.abc.ByteStream = await anyio.connect_unix(parts.path)
-            else:
-                stream = await anyio.connect_tcp(parts.hostname or "localhost", parts.port or 6379)
-            async with stream:
-                if parts.scheme == "rediss":
-                    return
-                await stream.send(b"*1\r\n$4\r\nPING\r\n")
-                reply = await stream.receive()
-                if reply.startswith(b"-LOADING"):
-                    raise ConnectionError("Redis is loading its data set")
+        await check_reachable(self.topology, self.connect_timeout if timeout is None else timeout)
 
     @asynccontextmanager
     async def _session(self, link: FleetLink) -> AsyncIterator[int]:
         """One connection: subscribe, load the fleet's state, push ours; yields entries synced."""
         await self._check_reachable()
-        client = self._new_client()
-        async with client:
+        async with self._open_client() as client:
             pubsub = client.pubsub(retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True)
             async with pubsub:
                 with anyio.fail_after(self.connect_timeout + 5 * self.command_timeout):
@@ -573,10 +526,10 @@ class RedisSharedState:
         keys = [
             key
             async for key in client.scan_iter(match=self.prefix + "*", count=500)
-            if not key.startswith(self.prefix + "probe:") and key != self.channel
+            if not self.keys.is_probe(key) and key != self.channel
         ]
-        epochs = [key for key in keys if key.startswith(self.prefix + "epoch:")]
-        states = [key for key in keys if not key.startswith(self.prefix + "epoch:")]
+        epochs = [key for key in keys if self.keys.is_epoch(key)]
+        states = [key for key in keys if not self.keys.is_epoch(key)]
         for start in range(0, len(epochs), 500):
             for value in await client.mget(epochs[start : start + 500]):
                 decoded = decode_message(value)
@@ -660,7 +613,7 @@ class RedisSharedState:
                         [self.epoch_key(event.platform, event.operation)],
                         [str(event.epoch), encode_message(marker, self.process_id)],
                     )
-                pipe.publish(self.channel, message)
+                publish(self.topology, pipe, self.channel, message)
         for script in scripts:
             await client.eval(script.script, script.keys, script.args)
 
@@ -672,7 +625,6 @@ class RedisSharedState:
         Connects for the duration of the call; raises coredis errors when Redis is unreachable.
         """
         await self._check_reachable()
-        client = self._new_client()
         now = time.time()
         view: dict[str, Any] = {
             "namespace": self.namespace,
@@ -680,7 +632,7 @@ class RedisSharedState:
             "cooling": [],
             "probes": [],
         }
-        async with client:
+        async with self._open_client() as client:
             with anyio.fail_after(self.connect_timeout + 10 * self.command_timeout):
                 keys = sorted(
                     [key async for key in client.scan_iter(match=self.prefix + "*", count=500)]
@@ -688,12 +640,11 @@ class RedisSharedState:
                 values = await client.mget(keys) if keys else ()
                 ttls = [await client.pttl(key) for key in keys]
         for key, value, ttl in zip(keys, values, ttls, strict=True):
-            rest = key[len(self.prefix) :]
             remaining = None if ttl < 0 else ttl / 1000
-            if rest.startswith("epoch:") or (rest.startswith("probe:") and ":void:" in rest):
+            if self.keys.is_epoch(key) or self.keys.is_void(key):
                 continue
-            if rest.startswith("probe:"):
-                _, platform, operation, slot = rest.split(":", 3)
+            if self.keys.is_probe(key):
+                platform, operation, slot = self.keys.parse_probe(key)
                 holder = (value or "").rsplit(":", 2)[0]
                 view["probes"].append(
                     {
