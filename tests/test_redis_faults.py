@@ -357,3 +357,23 @@ async def test_state_converges_within_a_second_after_a_long_outage(
             resume(server)
         took = await wait_for(lambda: state(b, "groq") == "open", 5, "the state to converge")
     assert took < 1.0, f"converged {took:.2f}s after Redis returned"
+
+
+def test_coredis_cancelled_connect_errors_are_quieted_and_real_ones_kept() -> None:
+    """coredis logs "Connection attempt failed unexpectedly!" at ERROR for every connection
+    attempt a hung server leaves unanswered (no exception of its own: ``NoneType: None``);
+    failover already warns once that the shared state was lost, so that record is dropped,
+    and only that one."""
+    import logging
+
+    from failover.redis import _CONNECT_FILTER
+
+    def record(message: str, error: BaseException | None) -> logging.LogRecord:
+        exc_info = None if error is None else (type(error), error, None)
+        return logging.LogRecord("coredis", logging.ERROR, __file__, 1, message, (), exc_info)
+
+    noisy = "Connection attempt failed unexpectedly!"
+    assert not _CONNECT_FILTER.filter(record(noisy, None))
+    assert not _CONNECT_FILTER.filter(record(noisy, TimeoutError()))
+    assert _CONNECT_FILTER.filter(record(noisy, OSError("refused")))
+    assert _CONNECT_FILTER.filter(record("something else", None))

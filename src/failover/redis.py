@@ -42,6 +42,7 @@ import collections
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import random
 import secrets
@@ -215,6 +216,33 @@ def leaf_exception(exc: BaseException) -> BaseException:
     return exc
 
 
+class _CancelledConnectFilter(logging.Filter):
+    """Drops coredis' ``Connection attempt failed unexpectedly!`` ERROR for a connection
+    attempt that failed with no error of its own: one failover cancelled (a command that timed
+    out against a hung server) or that was cut short. coredis logs it with no exception
+    (``NoneType: None``), once per attempt; failover already says, once, that the shared state
+    was lost. Any other coredis record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "Connection attempt failed unexpectedly!":
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        # asyncio's CancelledError or trio's Cancelled, by name: logging may run outside any
+        # event loop, where anyio cannot say which one is in use.
+        cancelled = type(error).__name__ in ("CancelledError", "Cancelled")
+        return error is not None and not isinstance(error, TimeoutError) and not cancelled
+
+
+_CONNECT_FILTER: Final = _CancelledConnectFilter()
+
+
+def _quiet_cancelled_connects() -> None:
+    """Attach :class:`_CancelledConnectFilter` to coredis' logger (once)."""
+    coredis_logger = logging.getLogger("coredis")
+    if _CONNECT_FILTER not in coredis_logger.filters:
+        coredis_logger.addFilter(_CONNECT_FILTER)
+
+
 class RedisSharedState:
     """Shares breaker transitions, cool-downs and probe leases through Redis.
 
@@ -359,6 +387,7 @@ class RedisSharedState:
         self, link: FleetLink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Connect, sync, listen and write until cancelled; reconnect with backoff on outage."""
+        _quiet_cancelled_connects()
         if self._stopped is not None and not self._stopped.is_set():
             raise RuntimeError(
                 "this RedisSharedState is already running for another manager; "
