@@ -38,6 +38,7 @@ from failover._engine.clock import MonotonicClock
 from failover._engine.drive_async.in_thread import in_thread
 from failover._manager import PlatformManager
 from failover.decorators import FallbackFunction, SyncFallbackFunction, fallback
+from failover.policies.breaker import BreakerPolicy
 from failover.policies.budget import BudgetOrder
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.chaos import Chaos, ChaosControl
@@ -71,6 +72,7 @@ __all__ = [
     "AttemptTimeout",
     "AuthFailed",
     "BadRequest",
+    "BreakerPolicy",
     "BreakerState",
     "BudgetOrder",
     "Bulkhead",

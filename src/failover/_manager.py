@@ -85,6 +85,11 @@ class PlatformManager:
         probe_lease_seconds: float | None = None,
         open_backoff: float = 1.0,
         max_open_seconds: float = 3600.0,
+        failure_rate_threshold: float | None = None,
+        minimum_calls: int = 10,
+        window_seconds: float = 60.0,
+        slow_call_seconds: float | None = None,
+        slow_call_rate_threshold: float | None = None,
         auth_cooldown_seconds: float | None = None,
         rate_limit_max_seconds: float | None = None,
         continue_on: Iterable[str] = DEFAULT_CONTINUE_ON,
@@ -115,6 +120,11 @@ class PlatformManager:
             probe_lease_seconds=probe_lease_seconds,
             open_backoff=open_backoff,
             max_open_seconds=max_open_seconds,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            window_seconds=window_seconds,
+            slow_call_seconds=slow_call_seconds,
+            slow_call_rate_threshold=slow_call_rate_threshold,
             auth_cooldown_seconds=auth_cooldown_seconds,
             rate_limit_max_seconds=rate_limit_max_seconds,
             continue_on=continue_on,
@@ -641,6 +651,10 @@ class PlatformManager:
                 spec.name,
                 pair.operation,
                 change.failures,
+            )
+        elif new is BreakerState.OPEN and cause in (Cause.FAILURE_RATE, Cause.SLOW_CALLS):
+            logger.warning(
+                "Marking %s unhealthy for %s: %s", spec.name, pair.operation, change.reason
             )
         elif new is BreakerState.CLOSED:
             logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, change.reason)

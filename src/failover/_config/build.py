@@ -33,6 +33,7 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
     for operation, specs in plan.specs.items():
         pairs = []
         for spec in specs:
+            pair_key = (spec.name, operation)
             platform = built.platforms.get(spec.name)
             if platform is None:
                 platform = built.platforms[spec.name] = PlatformState(spec.name)
@@ -40,7 +41,7 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
                 spec,
                 operation,
                 platform,
-                PairBreaker(plan.breaker, plan.clock),
+                PairBreaker(plan.pair_breakers.get(pair_key, plan.breaker), plan.clock),
                 plan.pair_policies[spec.name, operation],
                 plan.classifiers.get(spec.name, ()),
                 plan.environ,

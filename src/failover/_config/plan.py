@@ -49,6 +49,8 @@ class ManagerPlan:
     operation_policies: Mapping[str, Policy]
     #: (platform, operation) -> the policy its pair runs under
     pair_policies: Mapping[tuple[str, str], ResolvedPolicy]
+    #: (platform, operation) -> its breaker settings, for pairs a ``BreakerPolicy`` changes
+    pair_breakers: Mapping[tuple[str, str], BreakerSettings]
     #: platform -> its extra classifiers
     classifiers: Mapping[str, tuple[Classifier, ...]]
     #: the ordering strategy (``None``: priority order)
@@ -80,6 +82,11 @@ def make_plan(
     probe_lease_seconds: float | None,
     open_backoff: float,
     max_open_seconds: float,
+    failure_rate_threshold: float | None,
+    minimum_calls: int,
+    window_seconds: float,
+    slow_call_seconds: float | None,
+    slow_call_rate_threshold: float | None,
     auth_cooldown_seconds: float | None,
     rate_limit_max_seconds: float | None,
     continue_on: Iterable[str],
@@ -128,6 +135,11 @@ def make_plan(
         probe_lease_seconds=min(ttl, 60.0) if probe_lease_seconds is None else probe_lease_seconds,
         open_backoff=open_backoff,
         max_open_seconds=_max_open(max_open_seconds, ttl),
+        failure_rate_threshold=failure_rate_threshold,
+        minimum_calls=minimum_calls,
+        window_seconds=window_seconds,
+        slow_call_seconds=slow_call_seconds,
+        slow_call_rate_threshold=slow_call_rate_threshold,
     )
     specs = build_specs(default_priorities() if priorities is None else priorities)
     operation_policies = _optional_mapping("operation_policies", operation_policies)
@@ -148,6 +160,7 @@ def make_plan(
         validate.mapping("environ", environ, of=" of variable names to values")
     rules = chaos_rules(chaos, os.environ if environ is None else environ)
     merged = {op: base.then(operation_policies.get(op, Policy())) for op in specs}
+    breakers = pair_breakers(specs, merged, platform_policies, breaker)
     return ManagerPlan(
         cache_ttl_seconds=ttl,
         failure_threshold=failure_threshold,
@@ -159,6 +172,7 @@ def make_plan(
         specs=specs,
         operation_policies=merged,
         pair_policies=pair_policies(specs, merged, platform_policies),
+        pair_breakers=breakers,
         classifiers=by_platform,
         ordering=ordering if ordering is not None else (cost_order if cost_optimization else None),
         chaos=rules,
@@ -341,6 +355,32 @@ def pair_policies(
                     shared = ResolvedPolicy.of(operation_policy.then(Policy()))
                 policy = shared
             resolved[spec.name, operation] = policy
+    return resolved
+
+
+def pair_breakers(
+    specs: Mapping[str, Sequence[PlatformSpec]],
+    operation_policies: Mapping[str, Policy],
+    platform_policies: Mapping[str, Policy],
+    base: BreakerSettings,
+) -> dict[tuple[str, str], BreakerSettings]:
+    """The breaker settings of every pair a ``BreakerPolicy`` reaches: the manager's, then its
+    operation's, then its platform's, field by field; checked whole for each pair."""
+    resolved: dict[tuple[str, str], BreakerSettings] = {}
+    for operation, found in specs.items():
+        for spec in found:
+            policy = operation_policies[operation]
+            platform_policy = platform_policies.get(spec.name)
+            if platform_policy is not None:
+                policy = policy.then(platform_policy)
+            if policy.breaker is None:
+                continue
+            try:
+                resolved[spec.name, operation] = replace(base, **policy.breaker.changes())
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"breaker settings of {spec.name}/{operation}: {exc}", key=exc.key
+                ) from None
     return resolved
 
 

@@ -33,6 +33,8 @@ class Cause(enum.StrEnum):
     """Why a pair's breaker changed state."""
 
     FAILURES = "consecutive failures"  #: ``failure_threshold`` failures in a row
+    FAILURE_RATE = "failure rate"  #: ``failure_rate_threshold`` of the window's calls failed
+    SLOW_CALLS = "slow-call rate"  #: ``slow_call_rate_threshold`` of the window's calls were slow
     PROBE_FAILED = "probe failed"
     PROBE_SUCCEEDED = "probe succeeded"
     OPEN_ELAPSED = "open duration elapsed"

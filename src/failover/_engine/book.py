@@ -254,13 +254,14 @@ class Book:
         breaker = pair.breaker
         had_failures = breaker.consecutive_failures
         if permit is None:
-            breaker.report_success()
+            breaker.report_success(duration)
         elif permit.is_probe:
             breaker.on_success(permit)
             if self.fleet is not None:
                 self.fleet.probe_ended(permit)
-        elif had_failures:  # a closed permit on a pair without failures changes nothing
-            breaker.on_success(permit)
+        elif had_failures or breaker.window is not None:
+            # Without a rate window, a closed permit on a pair without failures changes nothing.
+            breaker.on_success(permit, duration)
         if had_failures:
             pair.record_failure_counters()
         if self.settings.monitoring_enabled:
@@ -297,9 +298,9 @@ class Book:
         kind = verdict.kind
         if kind is ErrorKind.TRANSIENT:
             if permit is None:
-                pair.breaker.report_failure()
+                pair.breaker.report_failure(duration)
             else:
-                pair.breaker.on_failure(permit)
+                pair.breaker.on_failure(permit, duration)
             pair.record_failure_counters()
         elif permit is not None:
             # Not the pair's own sickness: no breaker count, whatever the permit was.

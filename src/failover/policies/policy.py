@@ -14,6 +14,7 @@ from typing import Final
 from failover._core import validate
 from failover._core.errors import ConfigError
 from failover.policies import retry as _retry
+from failover.policies.breaker import BreakerPolicy
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.hedge import Hedge
 from failover.policies.retry import Retry
@@ -44,6 +45,9 @@ class Policy:
     ``hedge`` (a :class:`~failover.Hedge`, per operation like ``deadline``) races slow
     platforms; ``bulkhead`` (a :class:`~failover.Bulkhead`, any level) caps concurrent
     attempts per platform. Both are off unless set.
+
+    ``breaker`` (a :class:`~failover.BreakerPolicy`, any level) changes the breaker settings
+    of the pairs it applies to, field by field.
     """
 
     retry: Retry | None = None
@@ -53,6 +57,7 @@ class Policy:
     max_wait: float | None = None
     hedge: Hedge | None = None
     bulkhead: Bulkhead | None = None
+    breaker: BreakerPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -60,7 +65,7 @@ class Policy:
                 f"Policy.retry must be a failover.Retry, got {type(self.retry).__name__}",
                 key="retry",
             )
-        for name, kind in (("hedge", Hedge), ("bulkhead", Bulkhead)):
+        for name, kind in (("hedge", Hedge), ("bulkhead", Bulkhead), ("breaker", BreakerPolicy)):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 wanted, got = kind.__name__, type(value).__name__
@@ -85,6 +90,9 @@ class Policy:
         }
         if not changes:
             return self
+        ours, theirs = self.breaker, more_specific.breaker
+        if ours is not None and theirs is not None:
+            changes["breaker"] = ours.then(theirs)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Policy(**values)
