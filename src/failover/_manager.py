@@ -93,6 +93,7 @@ class PlatformManager:
         auth_cooldown_seconds: float | None = None,
         rate_limit_max_seconds: float | None = None,
         continue_on: Iterable[str] = DEFAULT_CONTINUE_ON,
+        caller_bugs_fall_back: Iterable[str] = (),
         when_all_unavailable: str | None = None,
         max_wait: float | None = None,
         policy: Policy | None = None,
@@ -128,6 +129,7 @@ class PlatformManager:
             auth_cooldown_seconds=auth_cooldown_seconds,
             rate_limit_max_seconds=rate_limit_max_seconds,
             continue_on=continue_on,
+            caller_bugs_fall_back=caller_bugs_fall_back,
             when_all_unavailable=when_all_unavailable,
             max_wait=max_wait,
             policy=policy,
@@ -383,8 +385,8 @@ class PlatformManager:
             )
         pair = self._pair(spec, operation, "spec")
         verdict = classify(error, pair.classifiers)
-        if verdict.kind is ErrorKind.CANCELLED:
-            return
+        if verdict.kind is ErrorKind.CANCELLED or verdict.kind is ErrorKind.CALLER_BUG:
+            return  # neither is the platform's failure
         response_time = self._response_time(response_time)
         with self._book.guard:
             self._book.failed(pair, None, verdict, response_time)

@@ -40,6 +40,7 @@ The file::
     api_key_env = "STABILITY_API_KEY"   # "" means: no key needed
     estimated_cost = 0.04
     attempt_timeout = 60
+    caller_bugs_fall_back = false   # true: its TypeError, KeyError, ... count as its failures
 
 Errors name keys as dotted paths (``failover.cache_ttl_seconds``,
 ``priorities.image_editing[1]``, ``platforms.stability.estimated_cost``).
@@ -135,6 +136,7 @@ _PLATFORM_KEYS: Final[dict[str, _Rule]] = {
     "estimated_cost": _Rule(float, at_least=0),
     "estimated_time": _Rule(float, at_least=0),
     "attempt_timeout": _POSITIVE,
+    "caller_bugs_fall_back": _Rule(bool),
     **_BREAKER_KEYS,
 }
 _ENTRY_KEYS: Final[dict[str, _Rule]] = {
@@ -400,11 +402,14 @@ def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 
     platforms = _table(data, "platforms", source)
     platform_policies: dict[str, Policy] = {}
+    bugs_fall_back: list[str] = []
     for name, table in platforms.items():
         where = f"platforms.{name}"
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table", source=source, key=where)
         values = _check_table(table, _PLATFORM_KEYS, source=source, where=where)
+        if values.get("caller_bugs_fall_back"):
+            bugs_fall_back.append(name)
         wanted = {
             key: value
             for key, value in values.items()
@@ -452,6 +457,8 @@ def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         kwargs["operation_policies"] = operation_policies
     if platform_policies:
         kwargs["platform_policies"] = platform_policies
+    if bugs_fall_back:
+        kwargs["caller_bugs_fall_back"] = bugs_fall_back
     return kwargs
 
 

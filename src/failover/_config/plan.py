@@ -17,7 +17,7 @@ from typing import Any
 
 from failover._core import validate
 from failover._core.breaker import BreakerSettings
-from failover._core.classify import Classifier
+from failover._core.classify import Classifier, caller_bugs_as_failures
 from failover._core.clock import Clock
 from failover._core.errors import ConfigError, UnknownOperation
 from failover._core.spec import PlatformSpec, check_operation_name, known_platform
@@ -90,6 +90,7 @@ def make_plan(
     auth_cooldown_seconds: float | None,
     rate_limit_max_seconds: float | None,
     continue_on: Iterable[str],
+    caller_bugs_fall_back: Iterable[str],
     when_all_unavailable: str | None,
     max_wait: float | None,
     policy: Policy | None,
@@ -149,6 +150,7 @@ def make_plan(
         for name, found in _optional_mapping("classifiers", classifiers).items()
     }
     check_policies(specs, operation_policies, platform_policies, by_platform)
+    _opt_in_caller_bugs(specs, caller_bugs_fall_back, by_platform)
     if shared_state is not None and not isinstance(shared_state, SharedState):
         raise ConfigError(
             "shared_state must be a shared-state backend such as "
@@ -293,7 +295,7 @@ def check_policies(
             if not isinstance(value, Policy):
                 raise ConfigError(
                     f"{label}[{key!r}] must be a failover.Policy, got {validate.shown(value)}",
-                    key=key,
+                    key=str(key),
                 )
     unknown_ops = set(operation_policies) - set(specs)
     if unknown_ops:
@@ -356,6 +358,25 @@ def pair_policies(
                 policy = shared
             resolved[spec.name, operation] = policy
     return resolved
+
+
+def _opt_in_caller_bugs(
+    specs: Mapping[str, Sequence[PlatformSpec]],
+    names: object,
+    classifiers: dict[str, tuple[Classifier, ...]],
+) -> None:
+    """The platforms named in ``caller_bugs_fall_back`` get a last classifier that counts
+    programming errors as their transient failures (after the user's own classifiers)."""
+    wanted = validate.strings("caller_bugs_fall_back", names, of="platform names")
+    known = {spec.name for found in specs.values() for spec in found}
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(
+                f"caller_bugs_fall_back names platform {name!r}, which is in no priority list "
+                f"(known: {', '.join(sorted(known))})",
+                key="caller_bugs_fall_back",
+            )
+        classifiers[name] = (*classifiers.get(name, ()), caller_bugs_as_failures)
 
 
 def pair_breakers(

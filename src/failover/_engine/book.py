@@ -186,6 +186,42 @@ class Book:
         )
         self.count(pair, Outcome.CANCELLED, duration)
 
+    def caller_bug(
+        self,
+        call: Call,
+        pair: Pair,
+        permit: Permit,
+        error: Exception,
+        duration: float,
+        last_resort: str | None = None,
+    ) -> None:
+        """The operation raised a programming error: booked like a cancellation (permit back,
+        no breaker, cool-down or health count), recorded, and logged once at ERROR."""
+        self.give_back(pair, permit)
+        spec = pair.spec
+        call.attempts.append(
+            Attempt(
+                spec.name,
+                spec.model,
+                pair.operation,
+                Outcome.FAILURE,
+                attempt=call.tries,
+                error_type=type(error).__qualname__,
+                error_kind=ErrorKind.CALLER_BUG,
+                duration=duration,
+                error=error,
+                last_resort=last_resort,
+            )
+        )
+        # The type only: the message of a bug can quote the payload it choked on.
+        logger.error(
+            "%s raised by the %s operation on %s: a bug in the calling code, not a provider "
+            "failure; raised as is, no fallback, nothing counted",
+            type(error).__qualname__,
+            pair.operation,
+            spec.name,
+        )
+
     def waited(self, call: Call, pair: Pair, reason: str, seconds: float, last_resort: str) -> None:
         """The last resort waited ``seconds`` for ``pair`` (unavailable for ``reason``)."""
         spec = pair.spec
@@ -309,7 +345,7 @@ class Book:
         if kind in COOLDOWN_REASON:
             self._cool(pair, verdict, now)
         if kind is not ErrorKind.REQUEST and self.settings.monitoring_enabled:
-            pair.stats.record_failure(now, duration, kind.value)
+            pair.stats.record_failure(now, duration, verdict.label)
         if duration is not None:
             # Metrics count every failed attempt, the request's own faults included.
             self.count(pair, Outcome.FAILURE, duration)

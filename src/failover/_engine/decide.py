@@ -91,10 +91,14 @@ def after_failure(
     duration: float,
 ) -> float | None:
     """Book ``error`` on ``run``'s platform; how long to wait before retrying it, or ``None``
-    to move on. Raises ``error`` itself when it is the request's own fault and its reason is
-    not one that goes on to the next platform (``continue_on``)."""
+    to move on. Raises ``error`` itself when it is the caller's own bug (booked uncounted), or
+    the request's own fault and its reason is not one that goes on to the next platform
+    (``continue_on``)."""
     pair = run.pair
     verdict = classify(error, pair.classifiers)
+    if verdict.kind is ErrorKind.CALLER_BUG:
+        book.caller_bug(call, pair, permit, error, duration)
+        raise error
     book.attempt_failed(call, pair, permit, error, verdict, duration)
     settings = book.settings
     if verdict.kind is ErrorKind.REQUEST and verdict.reason not in settings.continue_on:

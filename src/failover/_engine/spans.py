@@ -34,6 +34,6 @@ def attempt_span(
             span.set_attribute("failover.outcome", Outcome.CANCELLED.value)
             raise
         except BaseException as exc:
-            kind = classify(exc, pair.classifiers).kind.value
+            kind = classify(exc, pair.classifiers).label
             telemetry.fail_span(span, exc, type(exc).__qualname__, kind)
             raise
