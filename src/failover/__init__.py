@@ -55,6 +55,7 @@ from failover.policies.ordering import (
 from failover.policies.policy import Policy
 from failover.policies.retry import Retry
 from failover.policies.timeout import AttemptTimeout
+from failover.policies.usage import UsageOrder
 
 if TYPE_CHECKING:
     from failover.policies.retry import NO_RETRY
@@ -100,6 +101,7 @@ __all__ = [
     "SyncFallbackFunction",
     "Transient",
     "UnknownOperation",
+    "UsageOrder",
     "WeightedRoundRobin",
     "__version__",
     "classify",
