@@ -18,8 +18,8 @@ from failover._core.classify import Classifier, ErrorKind, classify
 from failover._core.clock import Clock, to_wall
 from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._core.health import aggregate
-from failover._core.kinds import Cause
-from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec
+from failover._core.kinds import Cause, SkipReason
+from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
 from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
@@ -262,9 +262,12 @@ class PlatformManager:
         """:meth:`get_platform` for synchronous code (same answer, same errors)."""
         route = self._route(operation)
         skipped: list[Attempt] = []
+        needs = requirement(context["require"]) if "require" in context else None
         with self._book.guard:
             for pair in route.order(context):
                 reason = pair.unavailable_reason(self.clock)
+                if needs is not None and needs.unmet(pair.spec):
+                    reason = SkipReason.INCAPABLE
                 if reason is None:
                     return pair.spec
                 skipped.append(

@@ -50,7 +50,14 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
             built.pairs[pair.key] = pair
             pairs.append(pair)
         policy = plan.operation_policies[operation]
-        built.routes[operation] = Route(
+        route = built.routes[operation] = Route(
             operation, pairs, plan.ordering, ResolvedPolicy.of(policy).deadline
         )
+        if policy.content_policy_fallback is not None:
+            reasons = set(plan.engine.continue_on)
+            if policy.content_policy_fallback:
+                reasons.add("content_policy")
+            else:
+                reasons.discard("content_policy")
+            route.continue_on = frozenset(reasons)
     return built

@@ -39,6 +39,8 @@ The file::
     [platforms.stability]           # applies wherever the platform is listed
     api_key_env = "STABILITY_API_KEY"   # "" means: no key needed
     estimated_cost = 0.04
+    context_window = 200000         # capabilities: tokens, and free-form features
+    features = ["mask", "vision"]
     attempt_timeout = 60
     caller_bugs_fall_back = false   # true: its TypeError, KeyError, ... count as its failures
 
@@ -63,6 +65,7 @@ from failover._core.spec import (
     DEFAULT_PRIORITIES,
     PlatformSpec,
     check_operation_name,
+    known_capabilities,
     known_platform,
 )
 from failover.policies.breaker import BreakerPolicy
@@ -130,11 +133,14 @@ _POLICY_KEYS: Final[dict[str, _Rule]] = {
     "deadline": _POSITIVE,
     "when_all_unavailable": _Rule(str),
     "max_wait": _POSITIVE,
+    "content_policy_fallback": _Rule(bool),
 }
 _PLATFORM_KEYS: Final[dict[str, _Rule]] = {
     "api_key_env": _Rule(str),
     "estimated_cost": _Rule(float, at_least=0),
     "estimated_time": _Rule(float, at_least=0),
+    "context_window": _COUNT,
+    "features": _Rule(list),
     "attempt_timeout": _POSITIVE,
     "caller_bugs_fall_back": _Rule(bool),
     **_BREAKER_KEYS,
@@ -145,6 +151,8 @@ _ENTRY_KEYS: Final[dict[str, _Rule]] = {
     "api_key_env": _Rule(str),
     "estimated_cost": _Rule(float, at_least=0),
     "estimated_time": _Rule(float, at_least=0),
+    "context_window": _COUNT,
+    "features": _Rule(list),
 }
 _SECTIONS: Final = ("failover", "priorities", "operations", "platforms")
 
@@ -335,6 +343,7 @@ def _entry(
     def setting(key: str, default: Any) -> Any:
         return fields.get(key, overrides.get(key, default))
 
+    window, features = known_capabilities(name, fields["model"])
     try:
         return PlatformSpec(
             name=name,
@@ -343,6 +352,8 @@ def _entry(
             estimated_cost=setting("estimated_cost", known.estimated_cost if known else 0.0),
             estimated_time=setting("estimated_time", known.estimated_time if known else 0.0),
             api_key_env=setting("api_key_env", known.api_key_env if known else None) or None,
+            context_window=setting("context_window", window),
+            features=frozenset(setting("features", features)),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}", source=source, key=where) from None

@@ -20,7 +20,12 @@ from failover._core.breaker import BreakerSettings
 from failover._core.classify import Classifier, caller_bugs_as_failures
 from failover._core.clock import Clock
 from failover._core.errors import ConfigError, UnknownOperation
-from failover._core.spec import PlatformSpec, check_operation_name, known_platform
+from failover._core.spec import (
+    PlatformSpec,
+    check_operation_name,
+    known_capabilities,
+    known_platform,
+)
 from failover._engine.book import EngineSettings
 from failover._engine.clock import MonotonicClock
 from failover._engine.fleet import SharedState
@@ -327,6 +332,13 @@ def _check_platform_policy(name: str, value: Policy) -> None:
             "across platforms; set it in policy= or operation_policies=",
             key=name,
         )
+    if value.content_policy_fallback is not None:
+        raise ConfigError(
+            f"platform_policies[{name!r}].content_policy_fallback: it says whether a refusal "
+            "may be routed around for an operation; set it per manager or in "
+            "operation_policies=",
+            key=name,
+        )
     for field in ("when_all_unavailable", "max_wait"):
         if getattr(value, field) is not None:
             raise ConfigError(
@@ -454,6 +466,7 @@ def _operation_specs(
         else:
             name, model = entry  # validated by _entry_name
             known = known_platform(name)
+            window, features = known_capabilities(name, model)
             spec = PlatformSpec(
                 name=name,
                 model=model,
@@ -462,6 +475,8 @@ def _operation_specs(
                 estimated_cost=known.estimated_cost if known else 0.0,
                 estimated_time=known.estimated_time if known else 0.0,
                 api_key_env=known.api_key_env if known else None,
+                context_window=window,
+                features=features,
             )
         if spec.name in seen:
             raise ConfigError(

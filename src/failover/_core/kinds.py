@@ -18,6 +18,7 @@ class SkipReason(enum.StrEnum):
     AUTH = "auth"  #: the platform rejected its key
     BULKHEAD_FULL = "bulkhead_full"  #: no bulkhead slot came in time
     OVER_BUDGET = "over_budget"  #: its spending cap for the period is used up
+    INCAPABLE = "incapable"  #: it lacks what the call requires (window, features)
 
 
 class Outcome(enum.StrEnum):

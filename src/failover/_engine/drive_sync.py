@@ -88,7 +88,8 @@ def call_sync(
     """One call down ``route``, blocking until it is answered."""
     check_blocking(func, "with_fallback_sync")
     book.threaded = True  # a synchronous caller is one thread among any number
-    if route.plain and book.telemetry.quiet():
+    # A call that requires capabilities needs admission's checks: not the fast path.
+    if route.plain and book.telemetry.quiet() and not (context and "require" in context):
         return _fast(book, workers, route, func, args, kwargs, context)
     return _observed(book, workers, Call(book, route, func, args, kwargs, context))
 

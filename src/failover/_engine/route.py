@@ -74,6 +74,7 @@ class Route:
     __slots__ = (
         "_by_name",
         "_cost_order",
+        "continue_on",
         "deadline",
         "last_resort",
         "operation",
@@ -99,6 +100,9 @@ class Route:
         self.pipeline: Pipeline | None = None
         self.deadline = deadline
         self.last_resort: Any = None
+        #: The request-fault reasons that go on to the next platform, when the operation's
+        #: policy changes the manager's ``continue_on`` (``content_policy_fallback``).
+        self.continue_on: frozenset[str] | None = None
         #: A pair counts its calls in a rate window: every success must reach its breaker,
         #: which the fast path (that books a success only on a pair with failures) skips.
         self.windowed = any(pair.breaker.window is not None for pair in self.pairs)

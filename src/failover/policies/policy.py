@@ -48,6 +48,10 @@ class Policy:
 
     ``breaker`` (a :class:`~failover.BreakerPolicy`, any level) changes the breaker settings
     of the pairs it applies to, field by field.
+
+    ``content_policy_fallback`` (per manager or operation): whether a ``content_policy``
+    refusal moves on to the next platform (``True``, the default through ``continue_on``) or
+    is raised at once (``False``).
     """
 
     retry: Retry | None = None
@@ -58,6 +62,7 @@ class Policy:
     hedge: Hedge | None = None
     bulkhead: Bulkhead | None = None
     breaker: BreakerPolicy | None = None
+    content_policy_fallback: bool | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -72,6 +77,11 @@ class Policy:
                 raise ConfigError(f"Policy.{name} must be a failover.{wanted}, got {got}", key=name)
         if self.when_all_unavailable is not None:
             check_when_all_unavailable(self.when_all_unavailable)
+        if self.content_policy_fallback is not None:
+            validate.flag(
+                "content_policy_fallback",
+                self.content_policy_fallback,
+            )
         for name in ("attempt_timeout", "deadline", "max_wait"):
             value = getattr(self, name)
             if value is not None:

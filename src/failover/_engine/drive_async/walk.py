@@ -53,7 +53,8 @@ def start(
     no policy acting per attempt and nobody records anything, else the observed call."""
     if not book.threaded and book.owner != get_ident():
         book.enter(get_ident())
-    if route.plain and book.telemetry.quiet():
+    # A call that requires capabilities needs admission's checks: not the fast path.
+    if route.plain and book.telemetry.quiet() and not (context and "require" in context):
         return _fast(book, route, func, args, kwargs, context)
     return _observed(book, route, func, args, kwargs, context)
 
