@@ -504,6 +504,8 @@ class PlatformManager:
                     "last_success": _iso(clock, stats.last_success),
                     "last_failure": _iso(clock, stats.last_failure),
                     "last_error_kind": stats.last_error_kind,
+                    "request_faults": stats.request_faults,
+                    "last_request_fault": stats.last_request_fault,
                     "cost": stats.cost,
                 }
             any_open = any(item["state"] == BreakerState.OPEN.value for item in operations.values())

@@ -116,6 +116,7 @@ def after_failure(
         continue_on = call.route.continue_on or settings.continue_on
         if verdict.reason not in continue_on:
             raise error
+        book.fell_through(pair, verdict.reason)
         window = pair.spec.context_window
         if verdict.reason == "context_window" and window is not None:
             # Only a platform with a larger window can take what this one could not.

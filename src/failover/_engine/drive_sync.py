@@ -135,6 +135,7 @@ def _fast(
             call.tries = 1
             failed = Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
             answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
+            book.finish(call, answer[1].name)
             return answer
         ended = clock.now()
         _refuse_awaitable(result, func)
@@ -144,6 +145,7 @@ def _fast(
         return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
     walked: Answer = drive(book, workers, call, walk(book, call, order))
+    book.finish(call, walked[1].name)
     return walked
 
 

@@ -91,6 +91,7 @@ async def _fast(
                 call.tries = 1
                 failed = Tried(False, exc, started, clock.now(), _cancelled(exc))
                 answer: Answer = await drive(book, call, resume(book, call, order, failed))
+                book.finish(call, answer[1].name)
                 return answer
             ended = clock.now()
             book.ready_success(pair, ended - started, ended)
@@ -99,6 +100,7 @@ async def _fast(
             return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
     walked: Answer = await drive(book, call, walk(book, call, order))
+    book.finish(call, walked[1].name)
     return walked
 
 
