@@ -174,8 +174,17 @@ def happy_variants(sdk: SdkPair, sdk_hand: SdkPair) -> dict[str, AsyncCall]:
     for label, manager in managers.items():
         timed[f"with_fallback, {label}"] = _with_fallback_call(manager)
         timed[f"@fallback, {label}"] = _decorated_call(manager)
+    # A rate window counts every call, so the route leaves the fast path: its added cost.
+    rated = PlatformManager(
+        PRIORITIES, environ={}, monitoring_enabled=False, failure_rate_threshold=0.5
+    )
+    timed[RATED] = _with_fallback_call(rated)
     timed["spans and metrics by hand, SDK"] = _hand_instrumented(sdk_hand)
     return timed
+
+
+#: The happy-path variant with a failure-rate breaker, compared with "with_fallback, telemetry off".
+RATED = "with_fallback, telemetry off, failure-rate breaker"
 
 
 def _with_fallback_call(manager: PlatformManager) -> AsyncCall:
@@ -303,9 +312,14 @@ async def happy_path(rounds: int, target_ms: float) -> dict[str, Any]:
         )
         for name in timed
     }
+    plain = samples["with_fallback, telemetry off"]
+    rated_added = Spread.of(
+        [value - base for value, base in zip(samples[RATED], plain, strict=True)]
+    )
     return {
         "per_call_ns": per_call,
         "overhead_ns": overhead,
+        "failure_rate_added_ns": rated_added,
         "ratios": compared,
         "sdk_own_share": own_share,
         "calls_per_batch": sizes,

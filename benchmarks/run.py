@@ -340,6 +340,13 @@ def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> li
                 f"cost when written by hand: {shares}.",
                 "",
             ]
+            added = happy.get("failure_rate_added_ns")
+            if added is not None:
+                out += [
+                    "A failure-rate breaker (`failure_rate_threshold=0.5`) adds "
+                    f"{_ns(added)} ns per successful call (telemetry off).",
+                    "",
+                ]
     if "skip" in results:
         out += ["### Skip cost: open platforms before the one that answers", ""]
         out.append(

@@ -689,7 +689,8 @@ async def test_attempt_timeout_counts_as_a_transient_failure_and_falls_back() ->
         clock.advance(0.1)
     assert results == [("beta", "beta")]
     assert detail(manager, "alpha")["state"] == "open"  # counted: threshold 1
-    assert detail(manager, "alpha")["last_error_kind"] == "transient"
+    # Counted as transient (it opened the pair), labelled as the caller's own time limit.
+    assert detail(manager, "alpha")["last_error_kind"] == "attempt_timeout"
 
 
 async def test_attempt_timeout_is_reported_as_attempt_timeout() -> None:

@@ -217,7 +217,8 @@ def test_timeouts_and_connection_errors_are_transient(error: Exception) -> None:
 
 def test_an_exception_failover_cannot_classify_is_transient() -> None:
     assert classify(ValueError("something odd happened")) == Classification(TRANSIENT)
-    assert classify(KeyError("choices")).kind is TRANSIENT
+    # A KeyError is the caller's bug (ErrorKind.CALLER_BUG, below), not an unknown failure.
+    assert classify(KeyError("choices")).kind is ErrorKind.CALLER_BUG
 
 
 # -- the request's own fault ----------------------------------------------------------------------
@@ -537,5 +538,6 @@ def test_an_attempts_repr_leaves_out_the_provider_error() -> None:
     ],
 )
 def test_a_bug_in_the_callers_code_never_reads_as_a_provider_verdict(error: Exception) -> None:
-    # Its message words must not cool a whole platform as "out of credits" or "bad key".
-    assert classify(error).kind is TRANSIENT
+    # Its message words must not cool a whole platform as "out of credits" or "bad key":
+    # it is the caller's bug, which changes no platform's health at all.
+    assert classify(error).kind is ErrorKind.CALLER_BUG

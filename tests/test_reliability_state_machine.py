@@ -10,6 +10,8 @@ share two platform cool-downs) on a :class:`FakeClock` through random interleavi
 * clock advances (short, exactly to a deadline, past a lease, long),
 * manual transitions (``force_open``, ``isolate``, ``force_closed``, ``reset`` of a pair or a
   whole platform),
+* with the rate rules drawn on or off: a failure-rate threshold and a slow-call rate over a
+  time window, whose outcomes (with their durations) the model counts in time buckets,
 
 and after every step compares the implementation with :class:`Model`, a small, independent
 restatement of DESIGN §2 written here: breaker state, admission (permit, probe or the skip
@@ -76,6 +78,8 @@ class ModelPair:
     cooldown_reason: str | None = None
     successes: int = 0  # health counters
     failures_total: int = 0
+    # The rate window: (bucket number, failed, slow) of closed-state outcomes since it closed.
+    window: list[tuple[int, bool, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +180,7 @@ class Model:
 
     def _close(self, key: tuple[str, str]) -> None:
         pair = self.pairs[key]
+        pair.window = []
         pair.state = "closed"
         pair.failures = pair.reopens = pair.probe_successes = 0
         pair.probes = []
@@ -195,12 +200,45 @@ class Model:
         if pair.probe_successes >= self.config["success_threshold"]:
             self._close(key)
 
-    def _closed_failure(self, key: tuple[str, str]) -> None:
+    def _closed_failure(self, key: tuple[str, str], duration: float | None) -> None:
         pair = self.pairs[key]
         if pair.state != "closed":
             return
         pair.failures += 1
         if not pair.pinned and pair.failures >= self.config["failure_threshold"]:
+            self._open(key)
+        else:
+            self._rated(key, True, duration)
+
+    def window_counts(self, key: tuple[str, str]) -> tuple[int, int, int]:
+        """Calls, failures and slow calls in the window now: buckets of ``window_seconds / n``
+        (``n`` = the window in whole seconds, at most 60), the last ``n`` of them counted."""
+        window = self.config["window_seconds"]
+        size = min(max(math.ceil(window), 1), 60)
+        current = math.floor(self.now / (window / size))
+        kept = [item for item in self.pairs[key].window if item[0] > current - size]
+        return len(kept), sum(item[1] for item in kept), sum(item[2] for item in kept)
+
+    def _rated(self, key: tuple[str, str], failed: bool, duration: float | None) -> None:
+        """A closed-state outcome into the rate window; open if a rate rule trips."""
+        config = self.config
+        rate, slow_seconds, slow_rate = (
+            config["failure_rate_threshold"],
+            config["slow_call_seconds"],
+            config["slow_call_rate_threshold"],
+        )
+        if rate is None and slow_rate is None:
+            return
+        pair = self.pairs[key]
+        window = config["window_seconds"]
+        size = min(max(math.ceil(window), 1), 60)
+        slow = slow_seconds is not None and duration is not None and duration > slow_seconds
+        pair.window.append((math.floor(self.now / (window / size)), failed, slow))
+        calls, failures, slows = self.window_counts(key)
+        if pair.pinned or calls < config["minimum_calls"]:
+            return
+        tripped = failed and rate is not None and failures >= rate * calls
+        if tripped or (slow and slow_rate is not None and slows >= slow_rate * calls):
             self._open(key)
 
     def _probe_failure(self, key: tuple[str, str]) -> None:
@@ -210,18 +248,26 @@ class Model:
         self._open(key)
 
     # outcomes
-    def succeeded(self, key: tuple[str, str], probe: ModelProbe | None, by_hand: bool) -> None:
+    def succeeded(
+        self,
+        key: tuple[str, str],
+        probe: ModelProbe | None,
+        by_hand: bool,
+        duration: float | None = None,
+    ) -> None:
         pair = self.pairs[key]
         if by_hand:
             state = self.state(key)
             if state == "closed":
                 pair.failures = 0
+                self._rated(key, False, duration)
             elif state == "half_open":
                 pair.state = "half_open"
                 self._probe_success(key)
         elif probe is None:
             if pair.state == "closed":
                 pair.failures = 0
+                self._rated(key, False, duration)
         elif self._probe_result(key, probe):
             self._probe_success(key)
         pair.successes += 1
@@ -233,6 +279,7 @@ class Model:
         by_hand: bool,
         kind: ErrorKind,
         retry_after: float | None,
+        duration: float | None = None,
     ) -> None:
         pair = self.pairs[key]
         config = self.config
@@ -241,9 +288,9 @@ class Model:
                 if self.state(key) == "half_open":
                     self._probe_failure(key)
                 else:
-                    self._closed_failure(key)
+                    self._closed_failure(key, duration)
             elif probe is None:
-                self._closed_failure(key)
+                self._closed_failure(key, duration)
             elif self._probe_result(key, probe):
                 self._probe_failure(key)
         elif probe is not None:
@@ -333,9 +380,14 @@ class BreakerMachine(RuleBasedStateMachine):
         open_backoff=st.sampled_from([1.0, 2.0]),
         auth_cooldown_seconds=st.sampled_from([20.0, 1200.0]),
         rate_limit_max_seconds=st.sampled_from([15.0, 300.0]),
+        failure_rate_threshold=st.sampled_from([None, None, 0.5, 1.0]),
+        minimum_calls=st.integers(1, 4),
+        window_seconds=st.sampled_from([10.0, 60.0, 90.0]),
+        slow=st.sampled_from([(None, None), (1.0, 0.5), (0.1, 1.0)]),
     )
     def build(self, **config: Any) -> None:
         config["max_open_seconds"] = max(500.0, config["ttl"])
+        config["slow_call_seconds"], config["slow_call_rate_threshold"] = config.pop("slow")
         self.clock = FakeClock()
         specs = [PlatformSpec(name, f"{name}-1") for name in PLATFORMS]
         self.manager = PlatformManager(
@@ -349,6 +401,11 @@ class BreakerMachine(RuleBasedStateMachine):
             max_open_seconds=config["max_open_seconds"],
             auth_cooldown_seconds=config["auth_cooldown_seconds"],
             rate_limit_max_seconds=config["rate_limit_max_seconds"],
+            failure_rate_threshold=config["failure_rate_threshold"],
+            minimum_calls=config["minimum_calls"],
+            window_seconds=config["window_seconds"],
+            slow_call_seconds=config["slow_call_seconds"],
+            slow_call_rate_threshold=config["slow_call_rate_threshold"],
             clock=self.clock,
             environ={},
         )
@@ -398,7 +455,7 @@ class BreakerMachine(RuleBasedStateMachine):
         if item is None:
             return
         self.book.succeeded(self.pair(item.key), item.permit, duration)
-        self.model.succeeded(item.key, item.probe, by_hand=False)
+        self.model.succeeded(item.key, item.probe, False, duration)
 
     @rule(
         index=st.integers(min_value=0),
@@ -414,7 +471,7 @@ class BreakerMachine(RuleBasedStateMachine):
             return
         verdict = Classification(kind, retry_after=retry_after)
         self.book.failed(self.pair(item.key), item.permit, verdict, duration)
-        self.model.failed(item.key, item.probe, False, kind, retry_after)
+        self.model.failed(item.key, item.probe, False, kind, retry_after, duration)
 
     @rule(index=st.integers(min_value=0))
     def attempt_cancelled(self, index: int) -> None:
@@ -428,7 +485,7 @@ class BreakerMachine(RuleBasedStateMachine):
     @rule(key=pair_keys, duration=durations)
     def report_success(self, key: tuple[str, str], duration: float | None) -> None:
         self.book.succeeded(self.pair(key), None, duration)
-        self.model.succeeded(key, None, by_hand=True)
+        self.model.succeeded(key, None, True, duration)
 
     @rule(
         key=pair_keys,
@@ -513,6 +570,14 @@ class BreakerMachine(RuleBasedStateMachine):
             assert breaker.pinned_closed is expected.pinned
             if expected.state == "open":
                 assert breaker.open_until == expected.open_until, f"{key}: open_until"
+            window = breaker.window
+            if window is not None and expected.state == "closed":
+                # Only closed-state calls count, and a pair closes with an empty window.
+                window.advance(model.now)  # what a call recorded now would count
+                counts = (window.calls, window.failures, window.slow)
+                assert counts == model.window_counts(key), f"{key}: rate window"
+            elif window is None:
+                assert not expected.window
             # The pybreaker mirror follows every transition.
             mirrored = pair.mirror.breaker.current_state.replace("-", "_")
             assert mirrored == breaker.state.value, f"{key}: pybreaker says {mirrored}"

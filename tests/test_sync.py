@@ -209,7 +209,7 @@ def test_attempt_timeout_is_enforced_and_the_late_result_discarded() -> None:
         1,
         1,
     )  # ... and its answer counted nothing
-    assert alpha["last_error_kind"] == "transient"
+    assert alpha["last_error_kind"] == "attempt_timeout"  # transient, labelled as a timeout
     manager.close()
 
 

@@ -38,6 +38,7 @@ from failover._engine.clock import MonotonicClock
 from failover._engine.drive_async.in_thread import in_thread
 from failover._manager import PlatformManager
 from failover.decorators import FallbackFunction, SyncFallbackFunction, fallback
+from failover.policies.breaker import BreakerPolicy
 from failover.policies.budget import BudgetOrder
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.chaos import Chaos, ChaosControl
@@ -54,6 +55,7 @@ from failover.policies.ordering import (
 from failover.policies.policy import Policy
 from failover.policies.retry import Retry
 from failover.policies.timeout import AttemptTimeout
+from failover.policies.usage import UsageOrder
 
 if TYPE_CHECKING:
     from failover.policies.retry import NO_RETRY
@@ -71,6 +73,7 @@ __all__ = [
     "AttemptTimeout",
     "AuthFailed",
     "BadRequest",
+    "BreakerPolicy",
     "BreakerState",
     "BudgetOrder",
     "Bulkhead",
@@ -98,6 +101,7 @@ __all__ = [
     "SyncFallbackFunction",
     "Transient",
     "UnknownOperation",
+    "UsageOrder",
     "WeightedRoundRobin",
     "__version__",
     "classify",

@@ -18,8 +18,8 @@ from failover._core.classify import Classifier, ErrorKind, classify
 from failover._core.clock import Clock, to_wall
 from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
 from failover._core.health import aggregate
-from failover._core.kinds import Cause
-from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec
+from failover._core.kinds import Cause, SkipReason
+from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
 from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
@@ -93,9 +93,15 @@ class PlatformManager:
         probe_lease_seconds: float | None = None,
         open_backoff: float = 1.0,
         max_open_seconds: float = 3600.0,
+        failure_rate_threshold: float | None = None,
+        minimum_calls: int = 10,
+        window_seconds: float = 60.0,
+        slow_call_seconds: float | None = None,
+        slow_call_rate_threshold: float | None = None,
         auth_cooldown_seconds: float | None = None,
         rate_limit_max_seconds: float | None = None,
         continue_on: Iterable[str] = DEFAULT_CONTINUE_ON,
+        caller_bugs_fall_back: Iterable[str] = (),
         when_all_unavailable: str | None = None,
         max_wait: float | None = None,
         policy: Policy | None = None,
@@ -131,9 +137,15 @@ class PlatformManager:
             probe_lease_seconds=probe_lease_seconds,
             open_backoff=open_backoff,
             max_open_seconds=max_open_seconds,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            window_seconds=window_seconds,
+            slow_call_seconds=slow_call_seconds,
+            slow_call_rate_threshold=slow_call_rate_threshold,
             auth_cooldown_seconds=auth_cooldown_seconds,
             rate_limit_max_seconds=rate_limit_max_seconds,
             continue_on=continue_on,
+            caller_bugs_fall_back=caller_bugs_fall_back,
             when_all_unavailable=when_all_unavailable,
             max_wait=max_wait,
             policy=policy,
@@ -288,9 +300,12 @@ class PlatformManager:
             limit = validate.integer("max_attempts", max_attempts, at_least=1, bare_type_error=True)
         skipped: list[Attempt] = []
         usable = 0
+        needs = requirement(context["require"]) if "require" in context else None
         with self._book.guard:
             for pair in route.order(context):
                 reason = pair.unavailable_reason(self.clock)
+                if needs is not None and needs.unmet(pair.spec):
+                    reason = SkipReason.INCAPABLE
                 if reason is None:
                     if usable == attempt and attempt < limit:
                         return pair.spec
@@ -413,8 +428,8 @@ class PlatformManager:
             )
         pair = self._pair(spec, operation, "spec")
         verdict = classify(error, pair.classifiers)
-        if verdict.kind is ErrorKind.CANCELLED:
-            return
+        if verdict.kind is ErrorKind.CANCELLED or verdict.kind is ErrorKind.CALLER_BUG:
+            return  # neither is the platform's failure
         response_time = self._response_time(response_time)
         with self._book.guard:
             self._book.failed(pair, None, verdict, response_time)
@@ -529,6 +544,8 @@ class PlatformManager:
                     "last_success": _iso(clock, stats.last_success),
                     "last_failure": _iso(clock, stats.last_failure),
                     "last_error_kind": stats.last_error_kind,
+                    "request_faults": stats.request_faults,
+                    "last_request_fault": stats.last_request_fault,
                     "cost": stats.cost,
                 }
             any_open = any(item["state"] == BreakerState.OPEN.value for item in operations.values())
@@ -702,6 +719,10 @@ class PlatformManager:
                 spec.name,
                 pair.operation,
                 change.failures,
+            )
+        elif new is BreakerState.OPEN and cause in (Cause.FAILURE_RATE, Cause.SLOW_CALLS):
+            logger.warning(
+                "Marking %s unhealthy for %s: %s", spec.name, pair.operation, change.reason
             )
         elif new is BreakerState.CLOSED:
             logger.info("%s is healthy again for %s (%s)", spec.name, pair.operation, change.reason)

@@ -33,6 +33,7 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
     for operation, specs in plan.specs.items():
         pairs = []
         for spec in specs:
+            pair_key = (spec.name, operation)
             platform = built.platforms.get(spec.name)
             if platform is None:
                 platform = built.platforms[spec.name] = PlatformState(spec.name)
@@ -40,7 +41,7 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
                 spec,
                 operation,
                 platform,
-                PairBreaker(plan.breaker, plan.clock),
+                PairBreaker(plan.pair_breakers.get(pair_key, plan.breaker), plan.clock),
                 plan.pair_policies[spec.name, operation],
                 plan.classifiers.get(spec.name, ()),
                 plan.environ,
@@ -49,7 +50,14 @@ def build_routes(plan: ManagerPlan, listener_for: Callable[[Pair], TransitionLis
             built.pairs[pair.key] = pair
             pairs.append(pair)
         policy = plan.operation_policies[operation]
-        built.routes[operation] = Route(
+        route = built.routes[operation] = Route(
             operation, pairs, plan.ordering, ResolvedPolicy.of(policy).deadline
         )
+        if policy.content_policy_fallback is not None:
+            reasons = set(plan.engine.continue_on)
+            if policy.content_policy_fallback:
+                reasons.add("content_policy")
+            else:
+                reasons.discard("content_policy")
+            route.continue_on = frozenset(reasons)
     return built

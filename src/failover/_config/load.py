@@ -17,6 +17,11 @@ The file::
     deadline = 120                  # seconds, whole call
     when_all_unavailable = "probe_soonest"  # or "wait" (up to max_wait seconds) or "fail"
     max_wait = 30
+    failure_rate_threshold = 0.5    # opt-in: open when half the window's calls failed ...
+    minimum_calls = 10              # ... once it holds at least this many calls
+    window_seconds = 60
+    slow_call_seconds = 20          # opt-in, with slow_call_rate_threshold
+    slow_call_rate_threshold = 0.8
 
     [priorities]
     image_editing = ["stability/sd-3.5-large", "replicate/flux", "fal/fal-3d"]
@@ -29,11 +34,15 @@ The file::
     attempt_timeout = 45
     deadline = 90
     when_all_unavailable = "fail"
+    failure_rate_threshold = 0.3    # breaker settings may be set here and per platform too
 
     [platforms.stability]           # applies wherever the platform is listed
     api_key_env = "STABILITY_API_KEY"   # "" means: no key needed
     estimated_cost = 0.04
+    context_window = 200000         # capabilities: tokens, and free-form features
+    features = ["mask", "vision"]
     attempt_timeout = 60
+    caller_bugs_fall_back = false   # true: its TypeError, KeyError, ... count as its failures
 
 Errors name keys as dotted paths (``failover.cache_ttl_seconds``,
 ``priorities.image_editing[1]``, ``platforms.stability.estimated_cost``).
@@ -57,8 +66,10 @@ from failover._core.spec import (
     DEFAULT_PRIORITIES,
     PlatformSpec,
     check_operation_name,
+    known_capabilities,
     known_platform,
 )
+from failover.policies.breaker import BreakerPolicy
 from failover.policies.policy import Policy
 
 ENV_CONFIG: Final = "FAILOVER_CONFIG"
@@ -100,18 +111,40 @@ _MANAGER_KEYS: Final[dict[str, _Rule]] = {
     "auth_cooldown_seconds": _POSITIVE,
     "rate_limit_max_seconds": _POSITIVE,
     "continue_on": _Rule(list),
+    "failure_rate_threshold": _POSITIVE,
+    "minimum_calls": _COUNT,
+    "window_seconds": _POSITIVE,
+    "slow_call_seconds": _POSITIVE,
+    "slow_call_rate_threshold": _POSITIVE,
+}
+#: Breaker settings an operation or platform table may change (a ``BreakerPolicy``).
+_BREAKER_KEYS: Final[dict[str, _Rule]] = {
+    name: _MANAGER_KEYS[name]
+    for name in (
+        "failure_threshold",
+        "failure_rate_threshold",
+        "minimum_calls",
+        "window_seconds",
+        "slow_call_seconds",
+        "slow_call_rate_threshold",
+    )
 }
 _POLICY_KEYS: Final[dict[str, _Rule]] = {
     "attempt_timeout": _POSITIVE,
     "deadline": _POSITIVE,
     "when_all_unavailable": _Rule(str),
     "max_wait": _POSITIVE,
+    "content_policy_fallback": _Rule(bool),
 }
 _PLATFORM_KEYS: Final[dict[str, _Rule]] = {
     "api_key_env": _Rule(str),
     "estimated_cost": _Rule(float, at_least=0),
     "estimated_time": _Rule(float, at_least=0),
+    "context_window": _COUNT,
+    "features": _Rule(list),
     "attempt_timeout": _POSITIVE,
+    "caller_bugs_fall_back": _Rule(bool),
+    **_BREAKER_KEYS,
 }
 _ENTRY_KEYS: Final[dict[str, _Rule]] = {
     "name": _Rule(str),
@@ -119,6 +152,8 @@ _ENTRY_KEYS: Final[dict[str, _Rule]] = {
     "api_key_env": _Rule(str),
     "estimated_cost": _Rule(float, at_least=0),
     "estimated_time": _Rule(float, at_least=0),
+    "context_window": _COUNT,
+    "features": _Rule(list),
 }
 _SECTIONS: Final = ("failover", "priorities", "operations", "platforms")
 
@@ -309,6 +344,7 @@ def _entry(
     def setting(key: str, default: Any) -> Any:
         return fields.get(key, overrides.get(key, default))
 
+    window, features = known_capabilities(name, fields["model"])
     try:
         return PlatformSpec(
             name=name,
@@ -317,6 +353,8 @@ def _entry(
             estimated_cost=setting("estimated_cost", known.estimated_cost if known else 0.0),
             estimated_time=setting("estimated_time", known.estimated_time if known else 0.0),
             api_key_env=setting("api_key_env", known.api_key_env if known else None) or None,
+            context_window=setting("context_window", window),
+            features=frozenset(setting("features", features)),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}", source=source, key=where) from None
@@ -376,15 +414,21 @@ def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 
     platforms = _table(data, "platforms", source)
     platform_policies: dict[str, Policy] = {}
+    bugs_fall_back: list[str] = []
     for name, table in platforms.items():
         where = f"platforms.{name}"
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table", source=source, key=where)
         values = _check_table(table, _PLATFORM_KEYS, source=source, where=where)
-        if "attempt_timeout" in values:
-            platform_policies[name] = _policy(
-                {"attempt_timeout": values["attempt_timeout"]}, source, where
-            )
+        if values.get("caller_bugs_fall_back"):
+            bugs_fall_back.append(name)
+        wanted = {
+            key: value
+            for key, value in values.items()
+            if key == "attempt_timeout" or key in _BREAKER_KEYS
+        }
+        if wanted:
+            platform_policies[name] = _policy(wanted, source, where)
 
     if "priorities" in data:
         priorities = _priorities(_table(data, "priorities", source), platforms, source)
@@ -415,7 +459,7 @@ def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             )
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table", source=source, key=where)
-        values = _check_table(table, _POLICY_KEYS, source=source, where=where)
+        values = _check_table(table, {**_POLICY_KEYS, **_BREAKER_KEYS}, source=source, where=where)
         if values:
             operation_policies[operation] = _policy(values, source, where)
 
@@ -425,12 +469,18 @@ def settings_from_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         kwargs["operation_policies"] = operation_policies
     if platform_policies:
         kwargs["platform_policies"] = platform_policies
+    if bugs_fall_back:
+        kwargs["caller_bugs_fall_back"] = bugs_fall_back
     return kwargs
 
 
-def _policy(fields: dict[str, float], source: str, where: str) -> Policy:
+def _policy(fields: dict[str, Any], source: str, where: str) -> Policy:
+    """A ``Policy`` of a table's values; breaker settings go into its ``BreakerPolicy``."""
+    breaker = {key: fields.pop(key) for key in list(fields) if key in _BREAKER_KEYS}
     try:
-        return Policy(**fields)  # type: ignore[arg-type]
+        if breaker:
+            fields["breaker"] = BreakerPolicy(**breaker)
+        return Policy(**fields)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}", source=source, key=f"{where}.{exc.key}") from None
 

@@ -17,10 +17,15 @@ from typing import Any
 
 from failover._core import validate
 from failover._core.breaker import BreakerSettings
-from failover._core.classify import Classifier
+from failover._core.classify import Classifier, caller_bugs_as_failures
 from failover._core.clock import Clock
 from failover._core.errors import ConfigError, UnknownOperation
-from failover._core.spec import PlatformSpec, check_operation_name, known_platform
+from failover._core.spec import (
+    PlatformSpec,
+    check_operation_name,
+    known_capabilities,
+    known_platform,
+)
 from failover._engine.book import EngineSettings
 from failover._engine.clock import MonotonicClock
 from failover._engine.fleet import SharedState
@@ -49,6 +54,8 @@ class ManagerPlan:
     operation_policies: Mapping[str, Policy]
     #: (platform, operation) -> the policy its pair runs under
     pair_policies: Mapping[tuple[str, str], ResolvedPolicy]
+    #: (platform, operation) -> its breaker settings, for pairs a ``BreakerPolicy`` changes
+    pair_breakers: Mapping[tuple[str, str], BreakerSettings]
     #: platform -> its extra classifiers
     classifiers: Mapping[str, tuple[Classifier, ...]]
     #: the ordering strategy (``None``: priority order)
@@ -118,9 +125,15 @@ def make_plan(
     probe_lease_seconds: float | None,
     open_backoff: float,
     max_open_seconds: float,
+    failure_rate_threshold: float | None,
+    minimum_calls: int,
+    window_seconds: float,
+    slow_call_seconds: float | None,
+    slow_call_rate_threshold: float | None,
     auth_cooldown_seconds: float | None,
     rate_limit_max_seconds: float | None,
     continue_on: Iterable[str],
+    caller_bugs_fall_back: Iterable[str],
     when_all_unavailable: str | None,
     max_wait: float | None,
     policy: Policy | None,
@@ -166,6 +179,11 @@ def make_plan(
         probe_lease_seconds=min(ttl, 60.0) if probe_lease_seconds is None else probe_lease_seconds,
         open_backoff=open_backoff,
         max_open_seconds=_max_open(max_open_seconds, ttl),
+        failure_rate_threshold=failure_rate_threshold,
+        minimum_calls=minimum_calls,
+        window_seconds=window_seconds,
+        slow_call_seconds=slow_call_seconds,
+        slow_call_rate_threshold=slow_call_rate_threshold,
     )
     specs = build_specs(default_priorities() if priorities is None else priorities)
     operation_policies = _optional_mapping("operation_policies", operation_policies)
@@ -175,6 +193,7 @@ def make_plan(
         for name, found in _optional_mapping("classifiers", classifiers).items()
     }
     check_policies(specs, operation_policies, platform_policies, by_platform)
+    _opt_in_caller_bugs(specs, caller_bugs_fall_back, by_platform)
     if shared_state is not None and not isinstance(shared_state, SharedState):
         raise ConfigError(
             "shared_state must be a shared-state backend such as "
@@ -186,6 +205,7 @@ def make_plan(
         validate.mapping("environ", environ, of=" of variable names to values")
     rules = chaos_rules(chaos, os.environ if environ is None else environ)
     merged = {op: base.then(operation_policies.get(op, Policy())) for op in specs}
+    breakers = pair_breakers(specs, merged, platform_policies, breaker)
     return ManagerPlan(
         cache_ttl_seconds=ttl,
         failure_threshold=failure_threshold,
@@ -197,6 +217,7 @@ def make_plan(
         specs=specs,
         operation_policies=merged,
         pair_policies=pair_policies(specs, merged, platform_policies),
+        pair_breakers=breakers,
         classifiers=by_platform,
         ordering=ordering if ordering is not None else (cost_order if cost_optimization else None),
         chaos=rules,
@@ -350,6 +371,13 @@ def _check_platform_policy(name: str, value: Policy) -> None:
             "across platforms; set it in policy= or operation_policies=",
             key=name,
         )
+    if value.content_policy_fallback is not None:
+        raise ConfigError(
+            f"platform_policies[{name!r}].content_policy_fallback: it says whether a refusal "
+            "may be routed around for an operation; set it per manager or in "
+            "operation_policies=",
+            key=name,
+        )
     for field in ("when_all_unavailable", "max_wait"):
         if getattr(value, field) is not None:
             raise ConfigError(
@@ -380,6 +408,51 @@ def pair_policies(
                     shared = ResolvedPolicy.of(operation_policy.then(Policy()))
                 policy = shared
             resolved[spec.name, operation] = policy
+    return resolved
+
+
+def _opt_in_caller_bugs(
+    specs: Mapping[str, Sequence[PlatformSpec]],
+    names: object,
+    classifiers: dict[str, tuple[Classifier, ...]],
+) -> None:
+    """The platforms named in ``caller_bugs_fall_back`` get a last classifier that counts
+    programming errors as their transient failures (after the user's own classifiers)."""
+    wanted = validate.strings("caller_bugs_fall_back", names, of="platform names")
+    known = {spec.name for found in specs.values() for spec in found}
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(
+                f"caller_bugs_fall_back names platform {name!r}, which is in no priority list "
+                f"(known: {', '.join(sorted(known))})",
+                key="caller_bugs_fall_back",
+            )
+        classifiers[name] = (*classifiers.get(name, ()), caller_bugs_as_failures)
+
+
+def pair_breakers(
+    specs: Mapping[str, Sequence[PlatformSpec]],
+    operation_policies: Mapping[str, Policy],
+    platform_policies: Mapping[str, Policy],
+    base: BreakerSettings,
+) -> dict[tuple[str, str], BreakerSettings]:
+    """The breaker settings of every pair a ``BreakerPolicy`` reaches: the manager's, then its
+    operation's, then its platform's, field by field; checked whole for each pair."""
+    resolved: dict[tuple[str, str], BreakerSettings] = {}
+    for operation, found in specs.items():
+        for spec in found:
+            policy = operation_policies[operation]
+            platform_policy = platform_policies.get(spec.name)
+            if platform_policy is not None:
+                policy = policy.then(platform_policy)
+            if policy.breaker is None:
+                continue
+            try:
+                resolved[spec.name, operation] = replace(base, **policy.breaker.changes())
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"breaker settings of {spec.name}/{operation}: {exc}", key=exc.key
+                ) from None
     return resolved
 
 
@@ -432,6 +505,7 @@ def _operation_specs(
         else:
             name, model = entry  # validated by _entry_name
             known = known_platform(name)
+            window, features = known_capabilities(name, model)
             spec = PlatformSpec(
                 name=name,
                 model=model,
@@ -440,6 +514,8 @@ def _operation_specs(
                 estimated_cost=known.estimated_cost if known else 0.0,
                 estimated_time=known.estimated_time if known else 0.0,
                 api_key_env=known.api_key_env if known else None,
+                context_window=window,
+                features=features,
             )
         if spec.name in seen:
             raise ConfigError(

@@ -9,18 +9,27 @@ States: closed -> open after ``failure_threshold`` consecutive failures -> half-
 open duration has passed, admitting at most ``half_open_max_calls`` probes, each holding a
 lease -> closed after ``success_threshold`` probe successes, or open again (for a possibly
 longer duration) on a probe failure.
+
+Opt-in rate rules sit beside the consecutive count (whichever trips first opens): with
+``failure_rate_threshold`` the pair opens once at least ``minimum_calls`` calls in the last
+``window_seconds`` ended and that share of them failed; with ``slow_call_seconds`` and
+``slow_call_rate_threshold``, once that share took longer than ``slow_call_seconds``. The
+window (:class:`RateWindow`) is a fixed ring of time buckets: bounded memory whatever the
+traffic, and nothing at all for a pair without rate rules.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from failover._core import validate
 from failover._core.clock import Clock
+from failover._core.errors import ConfigError
 from failover._core.kinds import Cause
 
 
@@ -45,6 +54,15 @@ class BreakerSettings:
     probe_lease_seconds: float = 60.0
     open_backoff: float = 1.0
     max_open_seconds: float = 3600.0
+    #: Open when at least this share (0-1] of the window's calls failed; ``None``: off.
+    failure_rate_threshold: float | None = None
+    #: Calls the window must hold before either rate may open the pair.
+    minimum_calls: int = 10
+    window_seconds: float = 60.0
+    #: A call taking longer than this is slow; ``None``: no call is.
+    slow_call_seconds: float | None = None
+    #: Open when at least this share (0-1] of the window's calls were slow; ``None``: off.
+    slow_call_rate_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("failure_threshold", "half_open_max_calls", "success_threshold"):
@@ -53,6 +71,116 @@ class BreakerSettings:
             object.__setattr__(self, name, validate.number(name, getattr(self, name), above=0))
         # An infinite backoff is allowed: every re-open then lasts max_open_seconds.
         validate.number("open_backoff", self.open_backoff, at_least=1, allow_inf=True)
+        check_rate_settings(
+            self.failure_rate_threshold,
+            self.minimum_calls,
+            self.window_seconds,
+            self.slow_call_seconds,
+            self.slow_call_rate_threshold,
+        )
+        for name in ("failure_rate_threshold", "slow_call_seconds", "slow_call_rate_threshold"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+        object.__setattr__(self, "window_seconds", float(self.window_seconds))
+
+    @property
+    def rates(self) -> bool:
+        """Whether a rate rule is on (the pair then keeps a :class:`RateWindow`)."""
+        return self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+
+
+def check_rate_settings(
+    failure_rate_threshold: object,
+    minimum_calls: object,
+    window_seconds: object,
+    slow_call_seconds: object,
+    slow_call_rate_threshold: object,
+) -> None:
+    """One ``ConfigError`` naming the first bad rate setting (thresholds are in (0, 1])."""
+    for name, value in (
+        ("failure_rate_threshold", failure_rate_threshold),
+        ("slow_call_rate_threshold", slow_call_rate_threshold),
+    ):
+        if value is not None:
+            validate.number(name, value, above=0, at_most=1)
+    validate.integer("minimum_calls", minimum_calls, at_least=1)
+    validate.number("window_seconds", window_seconds, above=0, at_most=MAX_WINDOW_SECONDS)
+    if slow_call_seconds is not None:
+        validate.number("slow_call_seconds", slow_call_seconds, above=0)
+    if (slow_call_seconds is None) != (slow_call_rate_threshold is None):
+        missing = "slow_call_seconds" if slow_call_seconds is None else "slow_call_rate_threshold"
+        given = "slow_call_rate_threshold" if slow_call_seconds is None else "slow_call_seconds"
+        raise ConfigError(f"{given} needs {missing}: set both or neither", key=missing)
+
+
+#: The longest rate window (a day): a longer one says nothing a breaker can act on.
+MAX_WINDOW_SECONDS: Final = 86_400.0
+#: Buckets of a rate window: one a second for windows up to a minute, else 60 wider ones.
+MAX_BUCKETS: Final = 60
+
+
+class RateWindow:
+    """Calls, failures and slow calls of the last ``window_seconds``, in a ring of time buckets.
+
+    At most :data:`MAX_BUCKETS` buckets of three 8-byte counters (1,440 bytes in one
+    ``array``; 1.7 KB per pair with the object and the array's header, at most):
+    buckets older than the window are emptied as the clock moves past them, so the totals
+    always cover the last ``window_seconds`` to within one bucket.
+    """
+
+    __slots__ = ("_counts", "_newest", "_size", "_width", "calls", "failures", "slow")
+
+    def __init__(self, window_seconds: float) -> None:
+        size = min(max(math.ceil(window_seconds), 1), MAX_BUCKETS)
+        self._size = size
+        self._width = window_seconds / size
+        self._counts = array("q", bytes(8 * 3 * size))  # calls, failures, slow per bucket
+        self._newest: int | None = None
+        self.calls = self.failures = self.slow = 0
+
+    def clear(self) -> None:
+        if self.calls:
+            self._counts = array("q", bytes(8 * 3 * self._size))
+        self._newest = None
+        self.calls = self.failures = self.slow = 0
+
+    def advance(self, now: float) -> None:
+        """Empty the buckets the window has moved past by ``now``."""
+        epoch = math.floor(now / self._width)
+        newest = self._newest
+        if newest is not None and epoch <= newest:
+            return  # the clock never runs back; equal: the newest bucket is current
+        size = self._size
+        counts = self._counts
+        if newest is None or epoch - newest >= size:
+            if self.calls:
+                self._counts = array("q", bytes(8 * 3 * size))
+            self.calls = self.failures = self.slow = 0
+        else:
+            for stale in range(newest + 1, epoch + 1):
+                slot = stale % size
+                base = 3 * slot
+                self.calls -= counts[base]
+                self.failures -= counts[base + 1]
+                self.slow -= counts[base + 2]
+                counts[base] = counts[base + 1] = counts[base + 2] = 0
+        self._newest = epoch
+
+    def record(self, now: float, failed: bool, slow: bool) -> None:
+        self.advance(now)
+        newest = self._newest
+        assert newest is not None
+        base = 3 * (newest % self._size)
+        counts = self._counts
+        counts[base] += 1
+        self.calls += 1
+        if failed:
+            counts[base + 1] += 1
+            self.failures += 1
+        if slow:
+            counts[base + 2] += 1
+            self.slow += 1
 
 
 def open_duration(settings: BreakerSettings, reopen_count: int) -> float:
@@ -99,12 +227,18 @@ class Transition:
     cause: Cause
     #: Consecutive failures when it happened (what opened a pair by threshold).
     failures: int = 0
+    #: The failure or slow-call rate that opened the pair (``FAILURE_RATE``, ``SLOW_CALLS``).
+    rate: float = 0.0
 
     @property
     def reason(self) -> str:
         """The cause in words, as logs and the ``failover.breaker.reason`` attribute say it."""
         if self.cause is Cause.FAILURES:
             return f"{self.failures} consecutive failures"
+        if self.cause is Cause.FAILURE_RATE:
+            return f"failure rate {self.rate:.0%}"
+        if self.cause is Cause.SLOW_CALLS:
+            return f"slow-call rate {self.rate:.0%}"
         return self.cause.value
 
 
@@ -120,6 +254,7 @@ class PairBreaker:
     """
 
     __slots__ = (
+        "_rate",
         "clock",
         "consecutive_failures",
         "listener",
@@ -130,6 +265,7 @@ class PairBreaker:
         "reopen_count",
         "settings",
         "state",
+        "window",
     )
 
     def __init__(
@@ -147,6 +283,9 @@ class PairBreaker:
         self.probe_successes = 0
         self.reopen_count = 0
         self.pinned_closed = False
+        #: Recent calls for the rate rules; ``None`` (nothing kept) when none is on.
+        self.window = RateWindow(settings.window_seconds) if settings.rates else None
+        self._rate = 0.0
         #: Told of every transition (the manager: logs, telemetry, mirror, fleet).
         self.listener = listener
 
@@ -224,16 +363,19 @@ class PairBreaker:
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    def on_success(self, permit: Permit) -> None:
+    def on_success(self, permit: Permit, duration: float | None = None) -> None:
         if not permit.is_probe:
-            if self.state is BreakerState.CLOSED and self.consecutive_failures:
-                self.consecutive_failures = 0
+            if self.state is BreakerState.CLOSED:
+                if self.consecutive_failures:
+                    self.consecutive_failures = 0
+                if self.window is not None:
+                    self._windowed(False, duration)
             return
         if not self._take_probe(permit):
             return
         self._probe_succeeded()
 
-    def on_failure(self, permit: Permit) -> None:
+    def on_failure(self, permit: Permit, duration: float | None = None) -> None:
         if not permit.is_probe:
             if self.state is not BreakerState.CLOSED:
                 return  # admitted before the pair opened: a stale result
@@ -243,12 +385,34 @@ class PairBreaker:
                 and self.consecutive_failures >= self.settings.failure_threshold
             ):
                 self._open(Cause.FAILURES)
+            elif self.window is not None:
+                self._windowed(True, duration)
             return
         if not self._take_probe(permit):
             return
         self.consecutive_failures += 1
         self.reopen_count += 1
         self._open(Cause.PROBE_FAILED)
+
+    def _windowed(self, failed: bool, duration: float | None) -> None:
+        """Count a closed-state outcome in the rate window; open if a rate rule trips."""
+        window = self.window
+        assert window is not None
+        settings = self.settings
+        limit = settings.slow_call_seconds
+        slow = limit is not None and duration is not None and duration > limit
+        window.record(self.clock.now(), failed, slow)
+        if self.pinned_closed or window.calls < settings.minimum_calls:
+            return
+        threshold = settings.failure_rate_threshold
+        if failed and threshold is not None and window.failures >= threshold * window.calls:
+            self._rate = window.failures / window.calls
+            self._open(Cause.FAILURE_RATE)
+            return
+        threshold = settings.slow_call_rate_threshold
+        if slow and threshold is not None and window.slow >= threshold * window.calls:
+            self._rate = window.slow / window.calls
+            self._open(Cause.SLOW_CALLS)
 
     def _take_probe(self, permit: Permit) -> bool:
         """Retire a probe permit; ``False`` if its result is stale and must be ignored.
@@ -268,23 +432,25 @@ class PairBreaker:
 
     # -- outcomes reported without a permit (the seed API's report_success/report_failure) ---
 
-    def report_success(self) -> None:
+    def report_success(self, duration: float | None = None) -> None:
         state = self.current_state()
         if state is BreakerState.CLOSED:
             self.consecutive_failures = 0
+            if self.window is not None:
+                self._windowed(False, duration)
         elif state is BreakerState.HALF_OPEN:
             if self.state is BreakerState.OPEN:
                 self._move(BreakerState.HALF_OPEN, Cause.OPEN_ELAPSED)
             self._probe_succeeded()
 
-    def report_failure(self) -> None:
+    def report_failure(self, duration: float | None = None) -> None:
         state = self.current_state()
         if state is BreakerState.HALF_OPEN:
             self.consecutive_failures += 1
             self.reopen_count += 1
             self._open(Cause.PROBE_FAILED)
         else:
-            self.on_failure(CLOSED_PERMIT)
+            self.on_failure(CLOSED_PERMIT, duration)
 
     # -- manual control ----------------------------------------------------------------------
 
@@ -349,6 +515,8 @@ class PairBreaker:
         self._move(BreakerState.OPEN, cause)
 
     def _close(self, cause: Cause) -> None:
+        if self.window is not None:
+            self.window.clear()
         self.consecutive_failures = 0
         self.reopen_count = 0
         self.probe_successes = 0
@@ -360,5 +528,9 @@ class PairBreaker:
     def _move(self, new: BreakerState, cause: Cause) -> None:
         old = self.state
         self.state = new
+        if self.window is not None:
+            # Only closed-state calls are counted, and a pair closes with a clean slate.
+            self.window.clear()
         if self.listener is not None and old is not new:
-            self.listener(Transition(old, new, cause, self.consecutive_failures))
+            rate = self._rate if cause in (Cause.FAILURE_RATE, Cause.SLOW_CALLS) else 0.0
+            self.listener(Transition(old, new, cause, self.consecutive_failures, rate))

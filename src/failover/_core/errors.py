@@ -124,6 +124,16 @@ class BadRequest(ProviderError):
         super().__init__(message, status_code=status_code)
 
 
+class AttemptTimeout(TimeoutError):
+    """An attempt ran past its ``attempt_timeout``; a transient failure of that platform,
+    labelled ``attempt_timeout`` in health and telemetry (the caller's limit, not the
+    provider's error)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"attempt timed out after {seconds:g}s")
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """What happened to one platform during one call.

@@ -27,7 +27,9 @@ class PairStats:
         "failures",
         "last_error_kind",
         "last_failure",
+        "last_request_fault",
         "last_success",
+        "request_faults",
         "successes",
         "timed_count",
         "timed_sum",
@@ -42,6 +44,10 @@ class PairStats:
         self.last_success: float | None = None
         self.last_failure: float | None = None
         self.last_error_kind: str | None = None
+        #: The request's own faults (bad request, content policy, context window, not found):
+        #: not failures of the platform, but a pair that keeps getting them falls through.
+        self.request_faults = 0
+        self.last_request_fault: str | None = None
         self._ring: array[float] = array("d")
         self._ring_index = 0
 
@@ -94,6 +100,10 @@ class PairStats:
         self.last_error_kind = kind
         if seconds is not None:
             self.record_time(seconds)
+
+    def record_request_fault(self, reason: str | None) -> None:
+        self.request_faults += 1
+        self.last_request_fault = reason or "bad_request"
 
     def recent_times(self) -> list[float]:
         return list(self._ring)

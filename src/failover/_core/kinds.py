@@ -18,6 +18,7 @@ class SkipReason(enum.StrEnum):
     AUTH = "auth"  #: the platform rejected its key
     BULKHEAD_FULL = "bulkhead_full"  #: no bulkhead slot came in time
     OVER_BUDGET = "over_budget"  #: its spending cap for the period is used up
+    INCAPABLE = "incapable"  #: it lacks what the call requires (window, features)
 
 
 class Outcome(enum.StrEnum):
@@ -33,6 +34,8 @@ class Cause(enum.StrEnum):
     """Why a pair's breaker changed state."""
 
     FAILURES = "consecutive failures"  #: ``failure_threshold`` failures in a row
+    FAILURE_RATE = "failure rate"  #: ``failure_rate_threshold`` of the window's calls failed
+    SLOW_CALLS = "slow-call rate"  #: ``slow_call_rate_threshold`` of the window's calls were slow
     PROBE_FAILED = "probe failed"
     PROBE_SUCCEEDED = "probe succeeded"
     OPEN_ELAPSED = "open duration elapsed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -43,6 +44,11 @@ class PlatformSpec:
     the table of well-known platforms (``OPENAI_API_KEY`` for ``"openai"``), as in the
     ``(name, model)`` form; ``None`` says the platform needs no key. The key's *value* is
     never stored here, so ``repr`` is safe.
+
+    Capabilities (left out of ``repr``, which stays as it was): ``context_window``, the most
+    tokens a request may hold (``None``: not declared), and ``features``, free-form names
+    such as ``"mask"``, ``"vision"``, ``"json"``. A call that requires some
+    (``failover_context={"require": ...}``) skips the platforms that do not declare them.
     """
 
     name: str
@@ -52,6 +58,8 @@ class PlatformSpec:
     estimated_cost: float = 0.0
     estimated_time: float = 0.0
     api_key_env: str | None = _KEY_FROM_TABLE
+    context_window: int | None = field(default=None, repr=False)
+    features: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def __post_init__(self) -> None:
         # Imported here to keep this module free of cycles: _errors imports nothing of ours.
@@ -96,6 +104,83 @@ class PlatformSpec:
                 f"got {validate.shown(self.api_key_env)}",
                 key="api_key_env",
             )
+        if self.context_window is not None:
+            validate.integer(
+                "context_window",
+                self.context_window,
+                at_least=1,
+                label=f"PlatformSpec.context_window for {self.name!r}",
+            )
+        features: object = self.features
+        if not isinstance(features, frozenset) or not all(
+            isinstance(item, str) and item for item in features
+        ):
+            names = validate.strings(
+                "features",
+                features,
+                of="feature names",
+                label=f"PlatformSpec.features for {self.name!r}",
+            )
+            object.__setattr__(self, "features", frozenset(names))
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a call needs of a platform: at least ``context_window`` tokens (``None``: any),
+    more than ``larger_than`` tokens (set after a ``context_window`` failure), and every one
+    of ``features``."""
+
+    context_window: int | None = None
+    features: frozenset[str] = frozenset()
+    larger_than: int | None = None
+
+    def unmet(self, spec: PlatformSpec) -> bool:
+        """Whether ``spec`` cannot serve it. A platform that declares no window is not
+        skipped for one (it may well serve it); a feature must be declared."""
+        if self.features and not self.features <= spec.features:
+            return True
+        window = spec.context_window
+        if window is None:
+            return False
+        if self.context_window is not None and window < self.context_window:
+            return True
+        return self.larger_than is not None and window <= self.larger_than
+
+    def beyond(self, window: int) -> Requirement:
+        """This requirement, now also more than ``window`` tokens."""
+        floor = window if self.larger_than is None else max(window, self.larger_than)
+        return Requirement(self.context_window, self.features, floor)
+
+
+def requirement(value: object) -> Requirement:
+    """A call's ``require`` as a :class:`Requirement`: a ``Requirement``, a mapping with
+    ``context_window`` and/or ``features``, or an iterable of feature names."""
+    from failover._core import validate
+    from failover._core.errors import ConfigError
+
+    if isinstance(value, Requirement):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - {"context_window", "features"})
+        if unknown:
+            raise ConfigError(
+                f"require: unknown key {unknown[0]!r}; allowed: context_window, features",
+                key="require",
+            )
+        window = value.get("context_window")
+        if window is not None:
+            validate.integer("context_window", window, at_least=1, label="require.context_window")
+        features = value.get("features", ())
+    elif isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        window, features = None, value
+    else:
+        raise ConfigError(
+            "require must be a mapping (context_window, features) or a list of feature "
+            f"names, got {validate.shown(value)}",
+            key="require",
+        )
+    names = validate.strings("features", features, of="feature names", label="require.features")
+    return Requirement(window, frozenset(names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +238,27 @@ DEFAULT_PRIORITIES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("fal", "fal-ai/kling-video/v1.6/standard/text-to-video"),
     ),
 }
+
+
+#: Capabilities of the built-in table's models: (platform, model) -> (context window in
+#: tokens, features). From the providers' model pages; a platform listed elsewhere declares
+#: its own.
+KNOWN_CAPABILITIES: Final[dict[tuple[str, str], tuple[int | None, frozenset[str]]]] = {
+    ("groq", "llama-3.3-70b-versatile"): (131_072, frozenset({"json", "tools"})),
+    ("xai", "grok-beta"): (131_072, frozenset({"json", "tools"})),
+    ("google", "gemini-2.5-flash-lite"): (1_048_576, frozenset({"json", "tools", "vision"})),
+    ("together", "llama-3.2-3b-instruct-turbo"): (131_072, frozenset({"json"})),
+    ("openai", "gpt-4o-mini"): (128_000, frozenset({"json", "tools", "vision"})),
+    ("anthropic", "claude-3-haiku-20240307"): (200_000, frozenset({"tools", "vision"})),
+    ("stability", "sd-3.5-large"): (None, frozenset({"mask", "negative_prompt"})),
+    ("replicate", "flux"): (None, frozenset({"mask"})),
+    ("fal", "fal-3d"): (None, frozenset({"mask"})),
+}
+
+
+def known_capabilities(name: str, model: str) -> tuple[int | None, frozenset[str]]:
+    """The built-in table's context window and features for ``name``/``model`` (none: none)."""
+    return KNOWN_CAPABILITIES.get((name, model), (None, frozenset()))
 
 
 def known_platform(name: str) -> KnownPlatform | None:

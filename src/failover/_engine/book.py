@@ -40,6 +40,24 @@ _UNGUARDED: Final = nullcontext()
 #: Request-fault reasons that move on to the next platform by default; others raise at once.
 DEFAULT_CONTINUE_ON: Final = frozenset({"content_policy", "context_window", "not_found"})
 
+#: A pair passed over for one request-fault reason is logged at WARNING at most this often.
+FALL_THROUGH_WARNING_SECONDS: Final = 60.0
+
+#: How the INFO line of a call served by another platform says why the ones before did not.
+_WHY: Final = {
+    ErrorKind.CREDIT_EXHAUSTED: "out of credits",
+    ErrorKind.RATE_LIMITED: "rate limited",
+    ErrorKind.AUTH: "key refused",
+    ErrorKind.TRANSIENT: "failed",
+    ErrorKind.REQUEST: "request fault",
+}
+_SKIPPED_WHY: Final[dict[str, str]] = {
+    SkipReason.CREDIT: "out of credits",
+    SkipReason.AUTH: "key refused",
+    SkipReason.RATE_LIMITED: "rate limited",
+    SkipReason.OPEN: "breaker open",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -58,6 +76,7 @@ class Book:
     """Records outcomes and applies their consequences; one per manager, no per-call state."""
 
     __slots__ = (
+        "_warned",
         "clock",
         "fleet",
         "lock",
@@ -82,6 +101,9 @@ class Book:
         self.telemetry = telemetry
         #: Set by the manager when state is shared across processes (probe leases, cool-downs).
         self.fleet: FleetLink | None = None
+        #: (platform, operation, reason) -> when a fall-through was last logged at WARNING:
+        #: bounded by pairs times request-fault reasons.
+        self._warned: dict[tuple[str, str, str], float] = {}
 
     # -- threads ---------------------------------------------------------------------------------
 
@@ -189,6 +211,42 @@ class Book:
         )
         self.count(pair, Outcome.CANCELLED, duration)
 
+    def caller_bug(
+        self,
+        call: Call,
+        pair: Pair,
+        permit: Permit,
+        error: Exception,
+        duration: float,
+        last_resort: str | None = None,
+    ) -> None:
+        """The operation raised a programming error: booked like a cancellation (permit back,
+        no breaker, cool-down or health count), recorded, and logged once at ERROR."""
+        self.give_back(pair, permit)
+        spec = pair.spec
+        call.attempts.append(
+            Attempt(
+                spec.name,
+                spec.model,
+                pair.operation,
+                Outcome.FAILURE,
+                attempt=call.tries,
+                error_type=type(error).__qualname__,
+                error_kind=ErrorKind.CALLER_BUG,
+                duration=duration,
+                error=error,
+                last_resort=last_resort,
+            )
+        )
+        # The type only: the message of a bug can quote the payload it choked on.
+        logger.error(
+            "%s raised by the %s operation on %s: a bug in the calling code, not a provider "
+            "failure; raised as is, no fallback, nothing counted",
+            type(error).__qualname__,
+            pair.operation,
+            spec.name,
+        )
+
     def waited(self, call: Call, pair: Pair, reason: str, seconds: float, last_resort: str) -> None:
         """The last resort waited ``seconds`` for ``pair`` (unavailable for ``reason``)."""
         spec = pair.spec
@@ -211,6 +269,8 @@ class Book:
         ``failover.fallbacks``: platforms the call moved past, tried or passed over; a
         platform skipped only because its key is not set was never in the running.
         """
+        if answered_by is not None and call.attempts and logger.isEnabledFor(logging.INFO):
+            self._served_by(call, answered_by)
         span = call.span
         if span is None:
             return
@@ -233,6 +293,40 @@ class Book:
         attributes["failover.attempts"] = made
         attributes["failover.fallbacks"] = fallbacks
         span.set_attributes(attributes)
+
+    def _served_by(self, call: Call, answered_by: str) -> None:
+        """One INFO line when ``call`` was answered by another platform than its first
+        choice, naming why each one before did not (a platform whose key is not set was
+        never a choice)."""
+        why: dict[str, str] = {}
+        for attempt in call.attempts:
+            if attempt.platform == answered_by or attempt.skip_reason == SkipReason.MISSING_API_KEY:
+                continue
+            why[attempt.platform] = _reason_of(attempt)
+        if why:
+            logger.info(
+                "%s served by %s; %s",
+                call.operation,
+                answered_by,
+                "; ".join(f"{name}: {reason}" for name, reason in why.items()),
+            )
+
+    def fell_through(self, pair: Pair, reason: str | None) -> None:
+        """``pair`` was passed over for a request fault: WARNING, at most once a minute per
+        pair and reason (a 404 on the primary would otherwise send every request on, unseen,
+        or flood the log)."""
+        key = (pair.spec.name, pair.operation, reason or "bad_request")
+        now = self.clock.now()
+        last = self._warned.get(key)
+        if last is not None and now - last < FALL_THROUGH_WARNING_SECONDS:
+            return
+        self._warned[key] = now
+        logger.warning(
+            "%s passed over for %s: request fault (%s), trying the next platform",
+            pair.spec.name,
+            pair.operation,
+            key[2],
+        )
 
     # -- a pair's outcomes (also reported by hand) ---------------------------------------------
 
@@ -257,13 +351,14 @@ class Book:
         breaker = pair.breaker
         had_failures = breaker.consecutive_failures
         if permit is None:
-            breaker.report_success()
+            breaker.report_success(duration)
         elif permit.is_probe:
             breaker.on_success(permit)
             if self.fleet is not None:
                 self.fleet.probe_ended(permit)
-        elif had_failures:  # a closed permit on a pair without failures changes nothing
-            breaker.on_success(permit)
+        elif had_failures or breaker.window is not None:
+            # Without a rate window, a closed permit on a pair without failures changes nothing.
+            breaker.on_success(permit, duration)
         if had_failures:
             pair.record_failure_counters()
         if self.settings.monitoring_enabled:
@@ -303,9 +398,9 @@ class Book:
         kind = verdict.kind
         if kind is ErrorKind.TRANSIENT:
             if permit is None:
-                pair.breaker.report_failure()
+                pair.breaker.report_failure(duration)
             else:
-                pair.breaker.on_failure(permit)
+                pair.breaker.on_failure(permit, duration)
             pair.record_failure_counters()
         elif permit is not None:
             # Not the pair's own sickness: no breaker count, whatever the permit was.
@@ -313,8 +408,11 @@ class Book:
         now = self.clock.now()
         if kind in COOLDOWN_REASON:
             self._cool(pair, verdict, now)
-        if kind is not ErrorKind.REQUEST and self.settings.monitoring_enabled:
-            pair.stats.record_failure(now, duration, kind.value)
+        if self.settings.monitoring_enabled:
+            if kind is ErrorKind.REQUEST:
+                pair.stats.record_request_fault(verdict.reason)
+            else:
+                pair.stats.record_failure(now, duration, verdict.label)
         if duration is not None:
             # Metrics count every failed attempt, the request's own faults included.
             self.count(pair, Outcome.FAILURE, duration)
@@ -362,3 +460,16 @@ class Book:
         attributes = pair.metric_attributes[outcome]
         instruments.attempts.add(1, attributes)
         instruments.attempt_duration.record(duration, attributes)
+
+
+def _reason_of(attempt: Attempt) -> str:
+    """Why an attempt (or skip) did not answer, in a few words, with no provider text."""
+    if attempt.outcome == Outcome.SKIPPED:
+        reason = attempt.skip_reason or "skipped"
+        return _SKIPPED_WHY.get(reason, reason)
+    if attempt.outcome == Outcome.CANCELLED:
+        return "cancelled"
+    kind = attempt.error_kind
+    words = _WHY.get(kind, "failed") if kind is not None else "failed"
+    detail = f"HTTP {attempt.status_code}" if attempt.status_code else attempt.error_type
+    return f"{words} ({detail})" if detail else words

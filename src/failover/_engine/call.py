@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from failover._core.errors import Attempt
+from failover._core.spec import Requirement
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -34,6 +35,7 @@ class Call:
         "func",
         "kwargs",
         "order_reason",
+        "requirement",
         "route",
         "span",
         "tracer",
@@ -66,6 +68,9 @@ class Call:
         self.tries = 0
         #: Why the order is what it is (set by an ordering strategy that says so).
         self.order_reason = ""
+        #: What a platform must offer to be tried (the call's ``require``, then whatever a
+        #: ``context_window`` failure adds); ``None``: anything goes.
+        self.requirement: Requirement | None = None
 
     @property
     def operation(self) -> str:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from failover._core.breaker import Permit
 from failover._core.classify import ErrorKind, classify
 from failover._core.errors import AllPlatformsFailed
+from failover._core.kinds import SkipReason
+from failover._core.spec import Requirement, requirement
 from failover._observe.scrub import get_logger
 from failover.policies.ordering import annotate_order, is_builtin, order_reason
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 logger = get_logger("failover")
 
+NO_REQUIREMENT = Requirement()
+
 
 def plan(call: Call) -> Sequence[Pair]:
     """The pairs ``call`` tries, in order: the route's ordering, then the ``plan`` hooks.
@@ -32,6 +36,9 @@ def plan(call: Call) -> Sequence[Pair]:
     Platforms a strategy leaves out are recorded as skipped by the strategy itself.
     """
     route = call.route
+    context = call.context
+    if context and "require" in context:
+        call.requirement = requirement(context["require"])
     pipeline = route.pipeline
     order: Sequence[Pair]
     if pipeline is None or not pipeline.plan:
@@ -63,6 +70,10 @@ def admit(book: Book, call: Call, pair: Pair) -> Permit | None:
     The pair decides first (key, cool-downs, breaker); then any strategy's ``admit`` hook.
     A probe permit may still need the fleet's lease: that is the driver's to ask.
     """
+    needs = call.requirement
+    if needs is not None and needs.unmet(pair.spec):
+        book.skipped(call, pair, SkipReason.INCAPABLE)
+        return None
     admission = pair.admit(book.clock)
     if not isinstance(admission, Permit):
         book.skipped(call, pair, admission)
@@ -100,14 +111,25 @@ def after_failure(
     duration: float,
 ) -> float | None:
     """Book ``error`` on ``run``'s platform; how long to wait before retrying it, or ``None``
-    to move on. Raises ``error`` itself when it is the request's own fault and its reason is
-    not one that goes on to the next platform (``continue_on``)."""
+    to move on. Raises ``error`` itself when it is the caller's own bug (booked uncounted), or
+    the request's own fault and its reason is not one that goes on to the next platform
+    (``continue_on``)."""
     pair = run.pair
     verdict = classify(error, pair.classifiers)
+    if verdict.kind is ErrorKind.CALLER_BUG:
+        book.caller_bug(call, pair, permit, error, duration)
+        raise error
     book.attempt_failed(call, pair, permit, error, verdict, duration)
     settings = book.settings
-    if verdict.kind is ErrorKind.REQUEST and verdict.reason not in settings.continue_on:
-        raise error
+    if verdict.kind is ErrorKind.REQUEST:
+        continue_on = call.route.continue_on or settings.continue_on
+        if verdict.reason not in continue_on:
+            raise error
+        book.fell_through(pair, verdict.reason)
+        window = pair.spec.context_window
+        if verdict.reason == "context_window" and window is not None:
+            # Only a platform with a larger window can take what this one could not.
+            call.requirement = (call.requirement or NO_REQUIREMENT).beyond(window)
     pipeline = call.route.pipeline
     if pipeline is None or not pipeline.retry_wait or call.tries >= settings.max_attempts:
         return None

@@ -90,7 +90,8 @@ def call_sync(
 ) -> Answer:
     """One call down ``route``, blocking until it is answered."""
     book.threaded = True  # a synchronous caller is one thread among any number
-    if route.plain and book.telemetry.quiet():
+    # A call that requires capabilities needs admission's checks: not the fast path.
+    if route.plain and book.telemetry.quiet() and not (context and "require" in context):
         return _fast(book, workers, route, func, args, kwargs, context)
     return _observed(book, workers, Call(book, route, func, args, kwargs, context))
 
@@ -120,6 +121,7 @@ def _fast(
             call.tries = 1
             failed = Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
             answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
+            book.finish(call, answer[1].name)
             return answer
         ended = clock.now()
         _refuse_awaitable(result, func)
@@ -129,6 +131,7 @@ def _fast(
         return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
     walked: Answer = drive(book, workers, call, walk(book, call, order))
+    book.finish(call, walked[1].name)
     return walked
 
 

@@ -87,6 +87,9 @@ def _failed(
     pair = probe.candidate.pair
     clock = book.clock
     verdict = classify(error, pair.classifiers)
+    if verdict.kind is ErrorKind.CALLER_BUG:
+        book.caller_bug(call, pair, probe.permit, error, duration, setting.mode)
+        return error
     book.attempt_failed(call, pair, probe.permit, error, verdict, duration, setting.mode)
     after = recovery(pair, clock.now())
     logger.warning(

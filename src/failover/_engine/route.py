@@ -74,6 +74,7 @@ class Route:
     __slots__ = (
         "_by_name",
         "_cost_order",
+        "continue_on",
         "deadline",
         "last_resort",
         "operation",
@@ -81,6 +82,7 @@ class Route:
         "pairs",
         "pipeline",
         "plain",
+        "windowed",
     )
 
     def __init__(
@@ -98,8 +100,14 @@ class Route:
         self.pipeline: Pipeline | None = None
         self.deadline = deadline
         self.last_resort: Any = None
-        #: No deadline and no policy acting per attempt: the walk's fast path applies.
-        self.plain = deadline is None
+        #: The request-fault reasons that go on to the next platform, when the operation's
+        #: policy changes the manager's ``continue_on`` (``content_policy_fallback``).
+        self.continue_on: frozenset[str] | None = None
+        #: A pair counts its calls in a rate window: every success must reach its breaker,
+        #: which the fast path (that books a success only on a pair with failures) skips.
+        self.windowed = any(pair.breaker.window is not None for pair in self.pairs)
+        #: No deadline, no policy acting per attempt, no rate window: the fast path applies.
+        self.plain = deadline is None and not self.windowed
 
     def install(self, pipeline: Pipeline | None) -> None:
         """Use ``pipeline`` from the next call on (rebuilt when chaos is switched)."""
@@ -107,7 +115,11 @@ class Route:
         self.last_resort = None if pipeline is None else pipeline.last_resort
         if pipeline is not None and pipeline.deadline is not None:
             self.deadline = pipeline.deadline
-        self.plain = self.deadline is None and (pipeline is None or not pipeline.per_attempt)
+        self.plain = (
+            self.deadline is None
+            and not self.windowed
+            and (pipeline is None or not pipeline.per_attempt)
+        )
 
     def order(self, context: Mapping[str, Any] | None) -> Sequence[Pair]:
         ordering = self.ordering

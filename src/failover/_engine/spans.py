@@ -49,7 +49,7 @@ class attempt_span:
             if isinstance(exc, self._cancelled):
                 self._span.set_attribute("failover.outcome", Outcome.CANCELLED.value)
             else:
-                kind = classify(exc, self._pair.classifiers).kind.value
+                kind = classify(exc, self._pair.classifiers).label
                 self._book.telemetry.fail_span(self._span, exc, type(exc).__qualname__, kind)
         return self._scope.__exit__(exc_type, exc, tb)
 

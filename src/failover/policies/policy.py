@@ -14,6 +14,7 @@ from typing import Final
 from failover._core import validate
 from failover._core.errors import ConfigError
 from failover.policies import retry as _retry
+from failover.policies.breaker import BreakerPolicy
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.hedge import Hedge
 from failover.policies.retry import Retry
@@ -44,6 +45,13 @@ class Policy:
     ``hedge`` (a :class:`~failover.Hedge`, per operation like ``deadline``) races slow
     platforms; ``bulkhead`` (a :class:`~failover.Bulkhead`, any level) caps concurrent
     attempts per platform. Both are off unless set.
+
+    ``breaker`` (a :class:`~failover.BreakerPolicy`, any level) changes the breaker settings
+    of the pairs it applies to, field by field.
+
+    ``content_policy_fallback`` (per manager or operation): whether a ``content_policy``
+    refusal moves on to the next platform (``True``, the default through ``continue_on``) or
+    is raised at once (``False``).
     """
 
     retry: Retry | None = None
@@ -53,6 +61,8 @@ class Policy:
     max_wait: float | None = None
     hedge: Hedge | None = None
     bulkhead: Bulkhead | None = None
+    breaker: BreakerPolicy | None = None
+    content_policy_fallback: bool | None = None
 
     def __post_init__(self) -> None:
         if self.retry is not None and not isinstance(self.retry, Retry):
@@ -60,13 +70,18 @@ class Policy:
                 f"Policy.retry must be a failover.Retry, got {type(self.retry).__name__}",
                 key="retry",
             )
-        for name, kind in (("hedge", Hedge), ("bulkhead", Bulkhead)):
+        for name, kind in (("hedge", Hedge), ("bulkhead", Bulkhead), ("breaker", BreakerPolicy)):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 wanted, got = kind.__name__, type(value).__name__
                 raise ConfigError(f"Policy.{name} must be a failover.{wanted}, got {got}", key=name)
         if self.when_all_unavailable is not None:
             check_when_all_unavailable(self.when_all_unavailable)
+        if self.content_policy_fallback is not None:
+            validate.flag(
+                "content_policy_fallback",
+                self.content_policy_fallback,
+            )
         for name in ("attempt_timeout", "deadline", "max_wait"):
             value = getattr(self, name)
             if value is not None:
@@ -85,6 +100,9 @@ class Policy:
         }
         if not changes:
             return self
+        ours, theirs = self.breaker, more_specific.breaker
+        if ours is not None and theirs is not None:
+            changes["breaker"] = ours.then(theirs)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Policy(**values)

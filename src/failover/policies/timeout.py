@@ -6,15 +6,10 @@ its expiry into :class:`AttemptTimeout`, a transient failure of that platform.
 
 from __future__ import annotations
 
+from failover._core.errors import AttemptTimeout
 from failover.policies.base import PairView, Strategy
 
-
-class AttemptTimeout(TimeoutError):
-    """An attempt ran past its ``attempt_timeout``; counts as a transient failure."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        super().__init__(f"attempt timed out after {seconds:g}s")
+__all__ = ["ATTEMPT_TIMEOUT", "AttemptTimeout", "AttemptTimeoutStrategy"]
 
 
 class AttemptTimeoutStrategy(Strategy):

@@ -26,8 +26,15 @@ from failover._core.classify.body import (
     classify_body,
     parse_error_body,
 )
-from failover._core.classify.exceptions import classify
+from failover._core.classify.exceptions import (
+    CALLER_BUGS,
+    caller_bugs_as_failures,
+    classify,
+    is_caller_bug,
+)
 from failover._core.classify.kinds import (
+    ATTEMPT_TIMEOUT,
+    CALLER_BUG,
     CANCELLED,
     TRANSIENT,
     Classification,
@@ -42,6 +49,9 @@ from failover._core.classify.retry_after import (
 from failover._core.classify.rules import classify_status
 
 __all__ = [
+    "ATTEMPT_TIMEOUT",
+    "CALLER_BUG",
+    "CALLER_BUGS",
     "CANCELLED",
     "MAX_ERROR_BODY_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
@@ -50,10 +60,12 @@ __all__ = [
     "Classifier",
     "ErrorBody",
     "ErrorKind",
+    "caller_bugs_as_failures",
     "classify",
     "classify_answer",
     "classify_body",
     "classify_status",
+    "is_caller_bug",
     "parse_error_body",
     "parse_retry_after",
     "retry_after_of",

@@ -28,6 +28,8 @@ from typing import Any, Final
 from failover._core import validate
 from failover._core.classify.body import classify_answer
 from failover._core.classify.kinds import (
+    ATTEMPT_TIMEOUT,
+    CALLER_BUG,
     CANCELLED,
     TRANSIENT,
     Classification,
@@ -36,21 +38,39 @@ from failover._core.classify.kinds import (
 )
 from failover._core.classify.retry_after import retry_after_header
 from failover._core.classify.rules import classify_status, classify_words
-from failover._core.errors import BadRequest, ProviderError, RateLimited
+from failover._core.errors import AttemptTimeout, BadRequest, ProviderError, RateLimited
 from failover._core.text import exception_text
 
-#: Exception types that signal a bug, never a provider's answer: their message words are ignored.
-_PROGRAMMING_ERRORS: Final = (
-    LookupError,
-    AttributeError,
+#: Programming errors: raised by an operation, they are the caller's bug, not the provider's
+#: failure (``ErrorKind.CALLER_BUG``). ``NameError`` covers ``UnboundLocalError``,
+#: ``ImportError`` covers ``ModuleNotFoundError``, ``LookupError`` covers ``KeyError`` and
+#: ``IndexError``. Not ``ValueError``: a provider's malformed answer raises one
+#: (``json.JSONDecodeError``, ``UnicodeDecodeError``), so it stays transient.
+CALLER_BUGS: Final = (
     TypeError,
     NameError,
+    AttributeError,
     ImportError,
     AssertionError,
     NotImplementedError,
-    ArithmeticError,
+    LookupError,
+    ZeroDivisionError,
     RecursionError,
 )
+
+
+def is_caller_bug(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of :data:`CALLER_BUGS` (and carries no HTTP status: an SDK error
+    subclassing ``TypeError`` with a ``status_code`` is the provider's answer)."""
+    return isinstance(exc, CALLER_BUGS) and _status_of(exc) is None
+
+
+def caller_bugs_as_failures(exc: BaseException) -> Classification | None:
+    """A platform classifier that opts back in: the programming errors of :data:`CALLER_BUGS`
+    count as that platform's transient failures (for code that genuinely fails per provider,
+    such as a per-provider response parser)."""
+    return TRANSIENT if is_caller_bug(exc) else None
+
 
 #: The httpx exception classes read here, by name (see the module docstring).
 _HTTPX_STATUS_ERROR: Final = "HTTPStatusError"
@@ -113,10 +133,15 @@ def _classify_builtin(exc: Exception, classifiers: tuple[Classifier, ...]) -> Cl
         headers = _headers_of(exc)
         retry_after = retry_after_header(headers) if headers else None
         return classify_status(status, _body_text(exc), retry_after)
-    if isinstance(exc, (OSError, *_PROGRAMMING_ERRORS)):
-        # Timeouts and connection errors are OSErrors; a KeyError('quota') or an
-        # AttributeError on `.balance` is a bug in the caller's code, and its message must
-        # not cool a whole platform as if the provider had said "out of credits".
+    if isinstance(exc, AttemptTimeout):
+        return ATTEMPT_TIMEOUT
+    if isinstance(exc, CALLER_BUGS):
+        # A KeyError('quota') or an AttributeError on `.balance` is a bug in the caller's
+        # code: its message must not cool a platform, nor its raising open a breaker.
+        return CALLER_BUG
+    if isinstance(exc, OSError | ArithmeticError):
+        # Timeouts and connection errors are OSErrors; an OverflowError's words say nothing
+        # a provider meant.
         return TRANSIENT
     return classify_words(_body_text(exc))
 

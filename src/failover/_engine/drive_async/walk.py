@@ -51,7 +51,8 @@ def start(
     no policy acting per attempt and nobody records anything, else the observed call."""
     if not book.threaded and book.owner != get_ident():
         book.enter(get_ident())
-    if route.plain and book.telemetry.quiet():
+    # A call that requires capabilities needs admission's checks: not the fast path.
+    if route.plain and book.telemetry.quiet() and not (context and "require" in context):
         return _fast(book, route, func, args, kwargs, context)
     return _observed(book, route, func, args, kwargs, context)
 
@@ -88,6 +89,7 @@ async def _fast(
                 call.tries = 1
                 failed = Tried(False, exc, started, clock.now(), _cancelled(exc))
                 answer: Answer = await drive(book, call, resume(book, call, order, failed))
+                book.finish(call, answer[1].name)
                 return answer
             ended = clock.now()
             book.ready_success(pair, ended - started, ended)
@@ -96,6 +98,7 @@ async def _fast(
             return result, pair.spec
     call = Call(book, route, func, args, kwargs, context)
     walked: Answer = await drive(book, call, walk(book, call, order))
+    book.finish(call, walked[1].name)
     return walked
 
 
