@@ -31,7 +31,7 @@ def test_the_spec_stays_backward_compatible() -> None:
     assert plain.features == frozenset()
     assert repr(plain) == (
         "PlatformSpec(name='groq', model='llama', operation_types=frozenset(), priority=0, "
-        "estimated_cost=0.0, estimated_time=0.0, api_key_env=None)"
+        "estimated_cost=0.0, estimated_time=0.0, api_key_env='GROQ_API_KEY')"
     )
     assert LARGE.features == frozenset({"json", "vision"})
     with pytest.raises(ConfigError, match="context_window"):
