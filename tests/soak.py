@@ -108,6 +108,8 @@ SERVER_OUTCOME = {
     ("auth", 401): "auth",
 }
 FAULT_OUTCOMES = ("error_500", "overloaded", "hang", "rate_limited", "credit", "auth")
+#: The faults the chaos task puts on every platform in turn before switching at random.
+FIRST_SWEEP = ("5xx", "overloaded", "rate_limited", "out_of_credits", "bad_key", "hang")
 
 ATTEMPT_TIMEOUT = 4.0
 
@@ -392,6 +394,15 @@ async def run_soak(
                 async def chaos() -> None:
                     kinds = list(CHAOS)
                     weights = [CHAOS[kind][1] for kind in kinds]
+                    # First every fault on every platform in turn, briefly, so each kind is
+                    # served whatever the timing (hang last: it holds its callers longest);
+                    # then faults land on platforms at random.
+                    for kind in FIRST_SWEEP:
+                        server.set_behaviour("*", CHAOS[kind][0])
+                        report.switches[kind] += 1
+                        await anyio.sleep(switch_every * 2)
+                    server.set_behaviour("*", CHAOS["healthy"][0])
+                    report.switches["healthy"] += 1
                     while True:
                         await anyio.sleep(switch_every)
                         kind = rng.choices(kinds, weights)[0]

@@ -13,7 +13,10 @@ from failover.testing import FakeClock
 pytestmark = pytest.mark.anyio
 
 EDIT = "image_editing"
-SPECS = [PlatformSpec("stability", "sd"), PlatformSpec("replicate", "flux")]
+SPECS = [
+    PlatformSpec("stability", "sd", api_key_env=None),
+    PlatformSpec("replicate", "flux", api_key_env=None),
+]
 
 
 class NotFound(Exception):

@@ -55,6 +55,10 @@ def walk(book: Book, call: Call, order: Sequence[Pair], *, begun: int = 0) -> St
         pair = order[index]
         # admit() and decide.admit, inlined: passing over many unavailable platforms costs
         # no generator and no extra call per platform.
+        needs = call.requirement  # read each time: a context-window failure raises it
+        if needs is not None and needs.unmet(pair.spec):
+            book.skipped(call, pair, SkipReason.INCAPABLE)
+            continue
         admission = pair.admit(clock)
         if type(admission) is not Permit:
             book.skipped(call, pair, admission)  # type: ignore[arg-type]
