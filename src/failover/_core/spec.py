@@ -36,6 +36,10 @@ class _FromKnownTable(str):
 _KEY_FROM_TABLE: Final = _FromKnownTable()
 
 
+#: The features of a spec that declares none (shared: an empty frozenset is 216 bytes).
+NO_FEATURES: Final[frozenset[str]] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformSpec:
     """One platform (provider + model) that can serve one or more operation types.
@@ -59,7 +63,7 @@ class PlatformSpec:
     estimated_time: float = 0.0
     api_key_env: str | None = _KEY_FROM_TABLE
     context_window: int | None = field(default=None, repr=False)
-    features: frozenset[str] = field(default_factory=frozenset, repr=False)
+    features: frozenset[str] = field(default=NO_FEATURES, repr=False)
 
     def __post_init__(self) -> None:
         # Imported here to keep this module free of cycles: _errors imports nothing of ours.
@@ -112,7 +116,10 @@ class PlatformSpec:
                 label=f"PlatformSpec.context_window for {self.name!r}",
             )
         features: object = self.features
-        if not isinstance(features, frozenset) or not all(
+        if not features and features is not NO_FEATURES and isinstance(features, frozenset):
+            # One empty set shared by every spec: an empty frozenset is 216 bytes, per spec.
+            object.__setattr__(self, "features", NO_FEATURES)
+        elif not isinstance(features, frozenset) or not all(
             isinstance(item, str) and item for item in features
         ):
             names = validate.strings(
