@@ -351,7 +351,17 @@ class PlatformManager:
         Returns ``(result, platform)``. A ``failover_context={...}`` keyword is taken out of
         ``kwargs`` and handed to the ordering strategy (e.g. ``{"quality_boost": True}``).
         """
-        route, context = self._prepare(operation, kwargs)
+        # _prepare(), inlined: this is the hot path of every protected call.
+        context = kwargs.pop("failover_context", None) if kwargs else None
+        if context is not None and not isinstance(context, Mapping):
+            raise ConfigError(
+                f"failover_context must be a mapping, got {type(context).__name__}",
+                key="failover_context",
+            )
+        try:
+            route = self._routes[operation]
+        except Exception:  # not a key; or unhashable (a list), or its __hash__ raises
+            route = self._route(operation)
         return await start(self._book, route, operation_func, args, kwargs, context)
 
     def with_fallback_sync(

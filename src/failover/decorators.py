@@ -98,6 +98,8 @@ class _Decorated(Generic[P, R]):
         self._target: Callable[..., Any] = func
         #: (manager, its book, the operation's route) from the last call: looked up once.
         self._bound: tuple[PlatformManager, Book, Route] | None = None
+        #: ``start`` with the book, route and target bound (async calls; reset when any changes).
+        self._run: Callable[..., Awaitable[tuple[Any, PlatformSpec]]] | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
@@ -117,6 +119,7 @@ class _Decorated(Generic[P, R]):
         bound = self._bound
         if bound is None or bound[0] is not manager:
             bound = self._bound = (manager, *manager._call_path(self.operation))
+            self._run = None  # bound to the previous manager
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
@@ -138,6 +141,7 @@ class _Decorated(Generic[P, R]):
             )
         self._implementations[str(name)] = func
         self._target = self._dispatch
+        self._run = None
 
 
 def _check_name(name: object) -> None:
@@ -150,10 +154,18 @@ class FallbackFunction(_Decorated[P, R]):
     first parameter."""
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        _, book, route = self._path()
-        # The engine directly, not with_fallback: one coroutine frame less per call.
-        result, _ = await start(book, route, self._target, args, kwargs, None)
+        # The engine directly, not with_fallback: one coroutine frame less per call; and the
+        # call's target bound once (the hot path of every decorated call).
+        run = self._run
+        if run is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
+            run = self._bind()
+        result, _ = await run(args, kwargs, None)
         return result  # type: ignore[no-any-return]
+
+    def _bind(self) -> Callable[..., Awaitable[tuple[Any, PlatformSpec]]]:
+        _, book, route = self._path()
+        run = self._run = functools.partial(start, book, route, self._target)
+        return run
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
