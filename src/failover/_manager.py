@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
 
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 logger = get_logger("failover")
+
+#: What ``with`` holds while a manager is used from one thread: nothing.
+_UNLOCKED: Final = contextlib.nullcontext()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -294,14 +298,15 @@ class PlatformManager:
     ) -> PlatformSpec:
         """:meth:`get_platform` for synchronous code (same answer, same errors)."""
         route = self._route(operation)
-        validate.integer("attempt", attempt, at_least=0, bare_type_error=True)
+        if type(attempt) is not int or attempt:  # the default 0 needs no check
+            validate.integer("attempt", attempt, at_least=0, bare_type_error=True)
         limit = self._book.settings.max_attempts
         if max_attempts is not None:
             limit = validate.integer("max_attempts", max_attempts, at_least=1, bare_type_error=True)
         skipped: list[Attempt] = []
         usable = 0
         needs = requirement(context["require"]) if "require" in context else None
-        with self._book.guard:
+        with self._book.lock if self._book.threaded else _UNLOCKED:
             for pair in route.order(context):
                 reason = pair.unavailable_reason(self.clock)
                 if needs is not None and needs.unmet(pair.spec):
