@@ -170,17 +170,41 @@ class Book:
         pipeline = call.route.pipeline
         if pipeline is not None and pipeline.observe:
             pipeline.observed(pair, False, duration, None, error)
+        self._record(
+            call,
+            pair,
+            Outcome.FAILURE,
+            duration,
+            last_resort,
+            error=error,
+            error_kind=verdict.kind,
+            status_code=verdict.status_code,
+        )
+
+    @staticmethod
+    def _record(
+        call: Call,
+        pair: Pair,
+        outcome: Outcome,
+        duration: float,
+        last_resort: str | None,
+        *,
+        error: Exception | None = None,
+        error_kind: ErrorKind | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        """Append the record of the attempt ``call`` just made on ``pair``."""
         spec = pair.spec
         call.attempts.append(
             Attempt(
                 spec.name,
                 spec.model,
                 pair.operation,
-                Outcome.FAILURE,
+                outcome,
                 attempt=call.tries,
-                error_type=type(error).__qualname__,
-                error_kind=verdict.kind,
-                status_code=verdict.status_code,
+                error_type=None if error is None else type(error).__qualname__,
+                error_kind=error_kind,
+                status_code=status_code,
                 duration=duration,
                 error=error,
                 last_resort=last_resort,
@@ -197,18 +221,7 @@ class Book:
     ) -> None:
         """An attempt of ``call`` was cancelled: its permit back, nothing counted."""
         self.give_back(pair, permit)
-        spec = pair.spec
-        call.attempts.append(
-            Attempt(
-                spec.name,
-                spec.model,
-                pair.operation,
-                Outcome.CANCELLED,
-                attempt=call.tries,
-                duration=duration,
-                last_resort=last_resort,
-            )
-        )
+        self._record(call, pair, Outcome.CANCELLED, duration, last_resort)
         self.count(pair, Outcome.CANCELLED, duration)
 
     def caller_bug(
@@ -223,20 +236,14 @@ class Book:
         """The operation raised a programming error: booked like a cancellation (permit back,
         no breaker, cool-down or health count), recorded, and logged once at ERROR."""
         self.give_back(pair, permit)
-        spec = pair.spec
-        call.attempts.append(
-            Attempt(
-                spec.name,
-                spec.model,
-                pair.operation,
-                Outcome.FAILURE,
-                attempt=call.tries,
-                error_type=type(error).__qualname__,
-                error_kind=ErrorKind.CALLER_BUG,
-                duration=duration,
-                error=error,
-                last_resort=last_resort,
-            )
+        self._record(
+            call,
+            pair,
+            Outcome.FAILURE,
+            duration,
+            last_resort,
+            error=error,
+            error_kind=ErrorKind.CALLER_BUG,
         )
         # The type only: the message of a bug can quote the payload it choked on.
         logger.error(
@@ -244,7 +251,7 @@ class Book:
             "failure; raised as is, no fallback, nothing counted",
             type(error).__qualname__,
             pair.operation,
-            spec.name,
+            pair.spec.name,
         )
 
     def waited(self, call: Call, pair: Pair, reason: str, seconds: float, last_resort: str) -> None:
