@@ -22,7 +22,6 @@ from failover import (
     CreditExhausted,
     PlatformManager,
     RateLimited,
-    Transient,
 )
 from failover._engine.fleet import SharedEvent
 from failover.redis import RedisSharedState, decode_message, display_url
@@ -32,7 +31,10 @@ from test_redis_support import (
     PRIORITIES,
     PrivateRedis,
     delete_namespace,
+    failing_primary,
     free_port,
+    manager,
+    pair_state,
     require_redis,
     unique_namespace,
     wait_for,
@@ -53,29 +55,6 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
     name = unique_namespace()
     yield name
     await delete_namespace(redis_url, name)
-
-
-def manager(url: str, namespace: str, clock: FakeClock | None = None, **kwargs: Any) -> Any:
-    settings: dict[str, Any] = {
-        "failure_threshold": 3,
-        "cache_ttl_seconds": 30,
-        "environ": ENVIRON,
-        "clock": clock,
-        "shared_state": RedisSharedState(url, namespace, max_backoff=0.2),
-    }
-    settings.update(kwargs)
-    return PlatformManager(PRIORITIES, **settings)
-
-
-def pair_state(m: PlatformManager, platform: str = "openai") -> dict[str, Any]:
-    status: dict[str, Any] = m.get_health_status()[platform]["operations"][OP]
-    return status
-
-
-async def failing_primary(spec: Any) -> str:
-    if spec.name == "openai":
-        raise Transient("503 from the provider")
-    return str(spec.name)
 
 
 async def open_primary(m: PlatformManager, threshold: int = 3) -> None:

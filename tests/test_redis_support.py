@@ -16,16 +16,53 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+
+if TYPE_CHECKING:
+    from failover import PlatformManager
+    from failover.testing import FakeClock
 
 REDIS_URL = os.environ.get("FAILOVER_REDIS_URL", "redis://127.0.0.1:6379/0")
 THIS_FILE = Path(__file__).resolve()
 
 PRIORITIES = {"text_generation": [("openai", "gpt-4o-mini"), ("groq", "llama-3.3-70b")]}
 ENVIRON = {"OPENAI_API_KEY": "sk-test-openai", "GROQ_API_KEY": "gsk-test-groq"}
+
+
+OP = "text_generation"
+
+
+def manager(url: str, namespace: str, clock: FakeClock | None = None, **kwargs: Any) -> Any:
+    """A manager over ``PRIORITIES`` sharing state through Redis at ``url`` under ``namespace``."""
+    from failover import PlatformManager
+    from failover.redis import RedisSharedState
+
+    settings: dict[str, Any] = {
+        "failure_threshold": 3,
+        "cache_ttl_seconds": 30,
+        "environ": ENVIRON,
+        "clock": clock,
+        "shared_state": RedisSharedState(url, namespace, max_backoff=0.2),
+    }
+    settings.update(kwargs)
+    return PlatformManager(PRIORITIES, **settings)
+
+
+def pair_state(m: PlatformManager, platform: str = "openai") -> dict[str, Any]:
+    status: dict[str, Any] = m.get_health_status()[platform]["operations"][OP]
+    return status
+
+
+async def failing_primary(spec: Any) -> str:
+    """An operation whose primary (``openai``) always fails transiently."""
+    from failover import Transient
+
+    if spec.name == "openai":
+        raise Transient("503 from the provider")
+    return str(spec.name)
 
 
 def _answers(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -15,7 +15,7 @@ import anyio
 import coredis
 import pytest
 
-from failover import AllPlatformsFailed, ConfigError, CreditExhausted, PlatformManager, Transient
+from failover import AllPlatformsFailed, ConfigError, CreditExhausted, PlatformManager
 from failover._redis_topology import KeyLayout, check_reachable, parse_url
 from failover.redis import RedisSharedState
 from failover.testing import FakeClock
@@ -26,7 +26,13 @@ from redis_topology_support import (
     redis_cli,
     require_version,
 )
-from test_redis_support import ENVIRON, PRIORITIES, unique_namespace, wait_for
+from test_redis_support import (
+    failing_primary,
+    manager,
+    pair_state,
+    unique_namespace,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_topology]
 
@@ -175,29 +181,6 @@ async def test_the_reachability_ping_takes_any_cluster_node(cluster: PrivateClus
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def manager(url: str, namespace: str, clock: FakeClock | None = None, **kwargs: Any) -> Any:
-    settings: dict[str, Any] = {
-        "failure_threshold": 3,
-        "cache_ttl_seconds": 30,
-        "environ": ENVIRON,
-        "clock": clock,
-        "shared_state": RedisSharedState(url, namespace, max_backoff=0.2),
-    }
-    settings.update(kwargs)
-    return PlatformManager(PRIORITIES, **settings)
-
-
-def pair_state(m: PlatformManager, platform: str = "openai") -> dict[str, Any]:
-    status: dict[str, Any] = m.get_health_status()[platform]["operations"][OP]
-    return status
-
-
-async def failing_primary(spec: Any) -> str:
-    if spec.name == "openai":
-        raise Transient("503 from the provider")
-    return str(spec.name)
 
 
 async def open_primary(m: PlatformManager) -> None:
