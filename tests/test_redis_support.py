@@ -343,9 +343,66 @@ async def _role_fleet(params: dict[str, Any]) -> None:
         await _stdin_line()
 
 
+def _role_sync_crowd(params: dict[str, Any]) -> None:
+    """``crowd`` for synchronous code: plain threads, no event loop, ``with manager:``."""
+    import asyncio
+    import threading
+
+    manager = _manager(params, probe_lease_seconds=params.get("lease", 5.0))
+    with manager:
+        _emit(event="ready", background=_background_threads())
+        message = json.loads(sys.stdin.readline())
+        callers = params["callers"]
+        answers: list[str] = []
+        loops: list[bool] = []
+        lock = threading.Lock()
+        gate = threading.Barrier(callers)
+
+        def op(spec: Any) -> str:
+            try:
+                asyncio.get_running_loop()
+                in_loop = True
+            except RuntimeError:
+                in_loop = False
+            with lock:
+                loops.append(in_loop)
+            if spec.name == "openai":
+                time.sleep(params.get("hold", 0.3))  # a slow provider answering the probe
+            return str(spec.name)
+
+        def call() -> None:
+            gate.wait()
+            answer, _ = manager.with_fallback_sync("text_generation", op)
+            with lock:
+                answers.append(answer)
+
+        delay = message["start_at"] - time.time()
+        if delay > 0:
+            time.sleep(delay)  # the fleet's agreed start (wall clock, across processes)
+        threads = [threading.Thread(target=call) for _ in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        _emit(event="done", answers=answers, in_loop=any(loops))
+        sys.stdin.readline()
+    _emit(event="closed", background=_background_threads())
+
+
+def _background_threads() -> int:
+    import threading
+
+    return sum(thread.name == "failover-background" for thread in threading.enumerate())
+
+
 ROLES = {"watch": _role_watch, "crowd": _role_crowd, "fleet": _role_fleet}
+#: Roles that run without an event loop.
+SYNC_ROLES = {"sync_crowd": _role_sync_crowd}
 
 if __name__ == "__main__":
     role, raw = sys.argv[1], sys.argv[2]
     sys.path.insert(0, str(THIS_FILE.parent.parent / "src"))
-    anyio.run(ROLES[role], json.loads(raw), backend=json.loads(raw).get("backend", "asyncio"))
+    if role in SYNC_ROLES:
+        SYNC_ROLES[role](json.loads(raw))
+    else:
+        anyio.run(ROLES[role], json.loads(raw), backend=json.loads(raw).get("backend", "asyncio"))

@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from failover._engine.background import Background
+
 logger = get_logger("failover")
 
 #: What ``with`` holds while a manager is used from one thread: nothing.
@@ -72,7 +75,8 @@ class PlatformManager:
 
     Every (platform, operation) pair has its own circuit breaker; credit, quota and billing
     errors cool a whole platform for ``cache_ttl_seconds``, never permanently. Works without
-    ``async with`` unless shared state is configured.
+    ``async with`` unless shared state is configured (then ``async with manager:``, or
+    ``with manager:`` in synchronous programs).
 
     ``cache_ttl_seconds``, ``fallback_enabled``, ``cost_optimization`` and
     ``monitoring_enabled`` left out (``None``) come from ``AI_CACHE_TTL_SECONDS``,
@@ -203,11 +207,17 @@ class PlatformManager:
         self._workers = Workers()
         self._closed = False
         self._fleet: FleetLink | None = None
-        self._fleet_tasks: anyio.abc.TaskGroup | None = None
-        self._fleet_owner = 0
+        self._background: Background | None = None
         if plan.shared_state is not None:
-            self._fleet = FleetLink(plan.shared_state, self._pairs, self._platforms, self.clock)
+            from failover._engine.background import Background
+
+            shared = plan.shared_state
+            self._fleet = FleetLink(
+                shared, self._pairs, self._platforms, self.clock, self._book.lock
+            )
             self._book.fleet = self._fleet
+            self._background = Background([partial(shared.run, self._fleet)], [shared.stop])
+            self._fleet.host = self._background
         hedges = {op: policy.hedge for op, policy in plan.operation_policies.items()}
         last_resorts = {op: LastResort.of(policy) for op, policy in plan.operation_policies.items()}
         self._wiring = PolicyWiring(
@@ -621,7 +631,12 @@ class PlatformManager:
         """Close what the manager owns. Safe to call twice."""
         if self._closed:
             return
-        if self._fleet_tasks is not None and anyio.get_current_task().id != self._fleet_owner:
+        background = self._background
+        if (
+            background is not None
+            and background.owner_task is not None
+            and anyio.get_current_task().id != background.owner_task
+        ):
             # The background task group lives in the task that entered the manager; only
             # that task can leave it (anyio and trio both enforce this).
             raise RuntimeError(
@@ -632,12 +647,11 @@ class PlatformManager:
         self._workers.shutdown()
         closers, self._closers = self._closers, []
         self._blocking_closers = []
-        tasks, self._fleet_tasks = self._fleet_tasks, None
-        if tasks is not None and self.shared_state is not None:
+        if background is not None and background.in_thread:
             with anyio.CancelScope(shield=True):
-                await self.shared_state.stop(1.0)
-            tasks.cancel_scope.cancel()
-            await tasks.__aexit__(None, None, None)
+                await anyio.to_thread.run_sync(background.stop_thread)
+        elif background is not None:
+            await background.stop()  # flushes under a shield itself
         errors: list[Exception] = []
         with anyio.CancelScope(shield=True):
             for closer in reversed(closers):
@@ -654,17 +668,9 @@ class PlatformManager:
         Loads the shared state before returning; if the backend is unreachable, the manager
         runs on local state and keeps reconnecting in the background.
         """
-        if self._fleet is not None and self._fleet_tasks is None and not self._closed:
-            tasks = anyio.create_task_group()
-            await tasks.__aenter__()
-            try:
-                await tasks.start(self._fleet.shared.run, self._fleet)
-            except BaseException:
-                tasks.cancel_scope.cancel()
-                await tasks.__aexit__(None, None, None)
-                raise
-            self._fleet_tasks = tasks
-            self._fleet_owner = anyio.get_current_task().id
+        background = self._background
+        if background is not None and not background.running and not self._closed:
+            await background.start()
         return self
 
     async def __aexit__(
@@ -676,18 +682,27 @@ class PlatformManager:
         await self.aclose()
 
     def close(self) -> None:
-        """:meth:`aclose` for synchronous code (runs async closers on a short-lived event
-        loop in this thread). Safe to call twice."""
+        """:meth:`aclose` for synchronous code: stops the background thread ``with manager:``
+        started and runs the blocking closers in this thread (async ones on a short-lived
+        event loop). Safe to call twice."""
         if self._closed:
             return
+        background = self._background
         blocking = [closer for closer in self._blocking_closers if closer is not None]
-        if self._fleet_tasks is not None or len(blocking) < len(self._closers):
+        if (background is not None and background.owner_task is not None) or len(blocking) < len(
+            self._closers
+        ):
             anyio.run(self.aclose)
             return
         self._closed = True
         self._workers.shutdown()
         self._closers, self._blocking_closers = [], []
         errors: list[Exception] = []
+        if background is not None:
+            try:
+                background.stop_thread()
+            except Exception as exc:
+                errors.append(exc)
         for closer in reversed(blocking):
             try:
                 closer()
@@ -697,12 +712,15 @@ class PlatformManager:
             raise errors[0]
 
     def __enter__(self) -> Self:
-        """For synchronous programs: ``with manager:`` closes what it owns on the way out."""
-        if self._fleet is not None:
-            raise ConfigError(
-                "shared_state: the fleet link runs on an event loop; use `async with manager:`",
-                key="shared_state",
-            )
+        """For synchronous programs: ``with manager:`` closes what it owns on the way out.
+
+        With ``shared_state``, it first starts the fleet link on an event loop in a thread
+        the manager owns (loading the shared state before returning, as ``async with`` does)
+        and stops it on the way out.
+        """
+        background = self._background
+        if background is not None and not background.running and not self._closed:
+            background.start_thread()
         return self
 
     def __exit__(

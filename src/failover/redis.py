@@ -1,7 +1,8 @@
 """Breaker state shared by a fleet of processes through Redis (DESIGN §6), built on coredis.
 
 Use it as ``PlatformManager(..., shared_state=RedisSharedState(url))`` inside
-``async with manager:``. Each process still decides admission from its own state, so a
+``async with manager:`` (or ``with manager:`` in synchronous programs: the link then runs on a
+thread the manager owns). Each process still decides admission from its own state, so a
 successful call never waits for Redis. What goes through Redis:
 
 - transitions (a pair opens or closes, a platform or pair cools down, an operator resets):
@@ -47,16 +48,19 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from failover._core import validate
 from failover._core.errors import ConfigError
+from failover._engine.background import soon_from_thread
 from failover._engine.fleet import EVENT_KINDS, FleetLink, SharedEvent
 from failover._observe.scrub import get_logger
 from failover._redis_topology import (
@@ -251,8 +255,8 @@ class RedisSharedState:
     ``redis+sentinel://host:port,host:port/service_name[/db]`` (Sentinel); checked at
     construction (a malformed one raises :class:`~failover.ConfigError`). ``namespace``
     separates fleets sharing one Redis.
-    Nothing connects until the manager's ``async with`` starts :meth:`run`. One instance
-    serves one manager at a time.
+    Nothing connects until the manager's ``async with`` (or ``with``) starts :meth:`run`. One
+    instance serves one manager at a time.
     """
 
     def __init__(
@@ -283,6 +287,8 @@ class RedisSharedState:
         self._stopping: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._writing = False
+        self._loop_thread: int | None = None
+        self._loop_token: anyio.lowlevel.EventLoopToken | None = None
         self._client: Client | None = None
         self._tokens = itertools.count(1)
         self._link: FleetLink | None = None
@@ -330,7 +336,17 @@ class RedisSharedState:
         return link.clock.now() if link is not None else None
 
     def _enqueue(self, item: _Queued | _Script) -> None:
+        # Any thread may queue (synchronous callers too); only the loop's thread may touch
+        # its Event, so other threads hand the wake-up to the loop without waiting for it.
         self._queue.append(item)
+        if self._wakeup is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        elif self._loop_token is not None:
+            soon_from_thread(self._loop_token, self._wake)
+
+    def _wake(self) -> None:
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -394,6 +410,8 @@ class RedisSharedState:
                 "give each PlatformManager its own instance"
             )
         self._link = link
+        self._loop_thread = threading.get_ident()
+        self._loop_token = anyio.lowlevel.current_token()
         self._wakeup = anyio.Event()
         self._stopping = stopping = anyio.Event()
         self._stopped = anyio.Event()
@@ -448,6 +466,7 @@ class RedisSharedState:
             self._client = None
             self.connected = False
             self._wakeup = None
+            self._loop_token = None
             if self._flushed is not None:
                 self._flushed.set()
             self._stopped.set()

@@ -4,12 +4,13 @@ It runs the very walk the async driver runs (:mod:`failover._engine.walk`), exec
 effect by blocking: the operation in the caller's thread (or, when an attempt timeout or a
 deadline bounds it, in a worker thread the caller stops waiting for: a late result is
 discarded and counts for nothing), sleeps with the clock's blocking sleep, bulkhead slots
-with a ``threading.Event``. Every decision and booking happens under the manager's lock, so
-any number of threads may call one manager at once, with or without an event loop elsewhere.
+with a ``threading.Event``, the fleet's probe lease through the manager's background loop
+(:meth:`FleetLink.acquire_probe_blocking`). Every decision and booking happens under the
+manager's lock, so any number of threads may call one manager at once, with or without an
+event loop elsewhere.
 
 What cannot run synchronously is refused before anything is counted: hedging (it races
-platforms concurrently), a strategy that wraps operations only asynchronously, and shared
-fleet state (its link lives on an event loop).
+platforms concurrently) and a strategy that wraps operations only asynchronously.
 """
 
 from __future__ import annotations
@@ -184,12 +185,6 @@ def run(book: Book, workers: Workers, call: Call) -> Answer:
             "await manager.with_fallback(...) for it, or set hedge=NO_HEDGE for this operation",
             key="hedge",
         )
-    if book.fleet is not None:
-        raise ConfigError(
-            "shared_state: the fleet link runs on an event loop; call this manager with "
-            "await manager.with_fallback(...)",
-            key="shared_state",
-        )
     with book.lock:
         order = decide.plan(call)
     if pipeline is not None and pipeline.wrappers:
@@ -227,7 +222,8 @@ def drive(book: Book, workers: Workers, call: Call, steps: Steps, ends: float | 
                 reply = _acquire_slot(book, effect.limiter, ends)
             else:
                 assert type(effect) is Lease
-                raise AssertionError("no fleet lease without shared state")
+                assert book.fleet is not None
+                reply = book.fleet.acquire_probe_blocking(effect.pair, effect.permit)
         except BaseException as exc:
             error = exc
 

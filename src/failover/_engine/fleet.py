@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -43,6 +45,7 @@ from failover._observe.scrub import get_logger
 if TYPE_CHECKING:
     from failover._core.clock import Clock
     from failover._core.pair import Cooldown, PlatformState
+    from failover._engine.background import Background
     from failover._engine.route import Pair
 
 logger = get_logger("failover.redis")
@@ -142,6 +145,8 @@ class FleetLink:
         "_published",
         "_refused_until",
         "clock",
+        "host",
+        "lock",
         "pairs",
         "platforms",
         "shared",
@@ -153,11 +158,18 @@ class FleetLink:
         pairs: Mapping[tuple[str, str], Pair],
         platforms: Mapping[str, PlatformState],
         clock: Clock,
+        lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.shared = shared
         self.pairs = pairs
         self.platforms = platforms
         self.clock = clock
+        #: The manager's lock: remote events arrive on the loop's thread while synchronous
+        #: callers may be deciding on theirs.
+        self.lock: AbstractContextManager[Any] = lock if lock is not None else threading.RLock()
+        #: Where :attr:`shared` runs (set by the manager); lets a thread without an event loop
+        #: ask the fleet for a probe lease.
+        self.host: Background | None = None
         self._applying = False
         self._leases: dict[Permit, tuple[tuple[str, str], str]] = {}
         self._refused_until: dict[tuple[str, str], float] = {}
@@ -249,6 +261,10 @@ class FleetLink:
 
     def snapshot(self) -> list[SharedEvent]:
         """This process's open pairs and active cool-downs, to push after a (re)connect."""
+        with self.lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> list[SharedEvent]:
         events: list[SharedEvent] = []
         clock = self.clock
         now = clock.now()
@@ -274,11 +290,12 @@ class FleetLink:
 
     def apply(self, event: SharedEvent) -> None:
         """Apply a transition another process announced; never re-published."""
-        self._applying = True
-        try:
-            self._apply(event)
-        finally:
-            self._applying = False
+        with self.lock:
+            self._applying = True
+            try:
+                self._apply(event)
+            finally:
+                self._applying = False
 
     def _deadline(self, ttl_ms: int | None) -> float:
         return math.inf if ttl_ms is None else self.clock.now() + ttl_ms / 1000
@@ -357,7 +374,7 @@ class FleetLink:
         now = self.clock.now()
         refused_until = self._refused_until.get(key)
         if refused_until is not None and now < refused_until:
-            pair.breaker.release(permit)
+            self._release(pair, permit)
             return False
         lease_seconds = max(permit.lease_until - now, 0.001)
         try:
@@ -367,22 +384,50 @@ class FleetLink:
                 pair.breaker.settings.half_open_max_calls,
             )
         except BaseException:
-            pair.breaker.release(permit)
+            self._release(pair, permit)
             raise
         if token is None:
             self._refused_until[key] = self.clock.now() + min(lease_seconds, REFUSED_RETRY_SECONDS)
-            pair.breaker.release(permit)
+            self._release(pair, permit)
             return False
         self._refused_until.pop(key, None)
         if token:
-            self._leases[permit] = (key, token)
-        elif any(other is not permit for other in pair.breaker.probes):
-            pair.breaker.release(permit)
-            return False
+            with self.lock:
+                self._leases[permit] = (key, token)
+            return True
+        return self._probe_locally(pair, permit)
+
+    def acquire_probe_blocking(self, pair: Pair, permit: Permit) -> bool:
+        """:meth:`acquire_probe` for a thread without an event loop (a synchronous caller).
+
+        Asks the fleet through the manager's background loop (``with manager:`` or an
+        ``async with`` running elsewhere), waiting at most the backend's command timeout.
+        Where that loop is not running, or is this very thread, the fleet cannot be asked
+        and the local decision stands, as during an outage.
+        """
+        host = self.host
+        if host is not None and host.can_wait_here():
+            try:
+                return host.run_coroutine(self.acquire_probe, pair, permit)
+            except anyio.RunFinishedError:
+                pass  # the loop stopped before it ran the request: nothing was taken
+        return self._probe_locally(pair, permit)
+
+    def _probe_locally(self, pair: Pair, permit: Permit) -> bool:
+        """The fleet cannot be asked: at most one probe per pair in this process."""
+        with self.lock:
+            if any(other is not permit for other in pair.breaker.probes):
+                pair.breaker.release(permit)
+                return False
         return True
+
+    def _release(self, pair: Pair, permit: Permit) -> None:
+        with self.lock:
+            pair.breaker.release(permit)
 
     def probe_ended(self, permit: Permit) -> None:
         """The probe holding ``permit`` finished (any outcome): give its fleet lease back."""
-        lease = self._leases.pop(permit, None)
+        with self.lock:
+            lease = self._leases.pop(permit, None)
         if lease is not None:
             self.shared.release_probe(*lease)
