@@ -34,6 +34,7 @@ from failover._core.spec import (
     PlatformSpec,
 )
 from failover._core.version import __version__
+from failover._engine.checks import HealthChecks
 from failover._engine.clock import MonotonicClock
 from failover._engine.drive_async.in_thread import in_thread
 from failover._manager import PlatformManager
@@ -86,6 +87,7 @@ __all__ = [
     "ErrorKind",
     "FailoverError",
     "FallbackFunction",
+    "HealthChecks",
     "Hedge",
     "LatencyOrder",
     "MonotonicClock",

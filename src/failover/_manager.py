@@ -23,6 +23,7 @@ from failover._core.health import aggregate
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
+from failover._engine.checks import Checker, HealthChecks
 from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
 from failover._engine.fleet import FleetLink
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from failover._engine.background import Background
+    from failover._engine.background import Background, Service
 
 logger = get_logger("failover")
 
@@ -123,6 +124,7 @@ class PlatformManager:
         meter_provider: MeterProvider | None = None,
         shared_state: Any = None,
         chaos: Chaos | Sequence[Chaos] | None = None,
+        health_checks: HealthChecks | None = None,
         trust_env: bool = True,
     ) -> None:
         settings = with_env_defaults(
@@ -165,6 +167,7 @@ class PlatformManager:
             environ=environ,
             shared_state=shared_state,
             chaos=chaos,
+            health_checks=health_checks,
         )
         self._build(plan, tracer_provider, meter_provider)
 
@@ -207,17 +210,27 @@ class PlatformManager:
         self._workers = Workers()
         self._closed = False
         self._fleet: FleetLink | None = None
+        self._checker: Checker | None = None
         self._background: Background | None = None
+        services: list[Service] = []
+        stops: list[Callable[[float], Awaitable[None]]] = []
         if plan.shared_state is not None:
-            from failover._engine.background import Background
-
             shared = plan.shared_state
             self._fleet = FleetLink(
                 shared, self._pairs, self._platforms, self.clock, self._book.lock
             )
             self._book.fleet = self._fleet
-            self._background = Background([partial(shared.run, self._fleet)], [shared.stop])
-            self._fleet.host = self._background
+            services.append(partial(shared.run, self._fleet))
+            stops.append(shared.stop)
+        if plan.health_checks is not None:
+            self._checker = Checker(plan.health_checks, self._pairs, self._book)
+            services.append(self._checker.run)
+        if services:
+            from failover._engine.background import Background
+
+            self._background = Background(services, stops)
+            if self._fleet is not None:
+                self._fleet.host = self._background
         hedges = {op: policy.hedge for op, policy in plan.operation_policies.items()}
         last_resorts = {op: LastResort.of(policy) for op, policy in plan.operation_policies.items()}
         self._wiring = PolicyWiring(
@@ -573,6 +586,11 @@ class PlatformManager:
                     "last_request_fault": stats.last_request_fault,
                     "cost": stats.cost,
                 }
+                if self._checker is not None:
+                    checked_at, passed, error = self._checker.health(pair.key)
+                    operations[pair.operation]["last_check"] = _iso(clock, checked_at)
+                    operations[pair.operation]["last_check_ok"] = passed
+                    operations[pair.operation]["last_check_error"] = error
             any_open = any(item["state"] == BreakerState.OPEN.value for item in operations.values())
             status[name] = {
                 "is_healthy": not cooling and not any_open,
@@ -741,6 +759,8 @@ class PlatformManager:
     def _on_transition(self, pair: Pair, change: Transition) -> None:
         old, new, cause = change.old, change.new, change.cause
         pair.replay_transition(new)
+        if self._checker is not None:
+            self._checker.on_transition(pair, change)
         if self._fleet is not None:
             self._fleet.on_transition(pair, new, change.reason)
         spec = pair.spec

@@ -75,6 +75,7 @@ from failover._redis_topology import (
 try:
     from coredis.exceptions import AuthenticationError, AuthorizationError
     from coredis.retry import NoRetryPolicy
+    from coredis.tokens import PureToken
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "failover.redis needs coredis: install the extra with `pip install failover[redis]`"
@@ -386,6 +387,24 @@ class RedisSharedState:
         if isinstance(slot, int) and slot >= 0:
             return f"{request}:{slot}"
         return None
+
+    async def claim_check(self, pair_key: tuple[str, str], ttl_ms: int) -> bool | None:
+        """Claim the pair's background health check for ``ttl_ms`` (``SET NX PX``): ``True``
+        when this process runs it, ``False`` when another does, ``None`` when Redis cannot
+        be asked now (the caller decides locally)."""
+        client = self._client
+        if client is None:
+            return None
+        key = self.keys.pair("check", *pair_key)
+        try:
+            with anyio.fail_after(self.command_timeout):
+                taken = await client.set(
+                    key, self.process_id, condition=PureToken.NX, px=max(int(ttl_ms), 1)
+                )
+        except Exception as exc:
+            logger.debug("Health check not claimed in Redis (%s)", type(exc).__name__)
+            return None
+        return bool(taken)
 
     async def stop(self, timeout: float) -> None:
         with anyio.move_on_after(timeout):

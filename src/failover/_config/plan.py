@@ -27,6 +27,7 @@ from failover._core.spec import (
     known_platform,
 )
 from failover._engine.book import EngineSettings
+from failover._engine.checks import HealthChecks
 from failover._engine.clock import MonotonicClock
 from failover._engine.fleet import SharedState
 from failover.policies.chaos import Chaos, chaos_rules
@@ -64,6 +65,7 @@ class ManagerPlan:
     clock: Clock
     shared_state: SharedState | None
     environ: Mapping[str, str] | None
+    health_checks: HealthChecks | None = None
 
     @property
     def api_key_envs(self) -> set[str]:
@@ -145,6 +147,7 @@ def make_plan(
     environ: Mapping[str, str] | None,
     shared_state: Any,
     chaos: Chaos | Sequence[Chaos] | None,
+    health_checks: HealthChecks | None = None,
 ) -> ManagerPlan:
     """Check every argument of ``PlatformManager(...)`` (see its signature) into a plan."""
     engine = engine_settings(
@@ -200,6 +203,7 @@ def make_plan(
             f"failover.redis.RedisSharedState, got {validate.shown(shared_state)}",
             key="shared_state",
         )
+    _check_health_checks(specs, health_checks)
     base = last_resort_policy(when_all_unavailable, max_wait, policy)
     if environ is not None:
         validate.mapping("environ", environ, of=" of variable names to values")
@@ -224,6 +228,7 @@ def make_plan(
         clock=clock if clock is not None else MonotonicClock(),
         shared_state=shared_state,
         environ=environ,
+        health_checks=health_checks,
     )
 
 
@@ -356,6 +361,27 @@ def check_policies(
     for name, value in platform_policies.items():
         assert isinstance(value, Policy)  # checked above
         _check_platform_policy(name, value)
+
+
+def _check_health_checks(
+    specs: Mapping[str, Sequence[PlatformSpec]], health_checks: object
+) -> None:
+    """``health_checks`` is a :class:`HealthChecks` naming platforms of the priority lists."""
+    if health_checks is None:
+        return
+    if not isinstance(health_checks, HealthChecks):
+        raise ConfigError(
+            f"health_checks must be a failover.HealthChecks, got {validate.shown(health_checks)}",
+            key="health_checks",
+        )
+    known = {spec.name for found in specs.values() for spec in found}
+    for name in health_checks.checks:
+        if name not in known:
+            raise ConfigError(
+                f"health_checks.checks names platform {name!r}, which is in no priority list "
+                f"(known: {', '.join(sorted(known))})",
+                key="health_checks",
+            )
 
 
 def _check_platform_policy(name: str, value: Policy) -> None:

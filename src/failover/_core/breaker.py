@@ -484,6 +484,14 @@ class PairBreaker:
             self._move(BreakerState.OPEN, cause)
         return True
 
+    def check_passed(self) -> bool:
+        """A background health check of the platform succeeded: an open or half-open pair
+        closes without waiting for a user's request. Returns whether it did."""
+        if self.state is BreakerState.CLOSED or self.pinned_closed:
+            return False
+        self._close(Cause.HEALTH_CHECK)
+        return True
+
     def force_half_open(self) -> None:
         if self.state is not BreakerState.HALF_OPEN:
             self.open_until = self.clock.now()

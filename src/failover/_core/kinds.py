@@ -44,6 +44,7 @@ class Cause(enum.StrEnum):
     FORCED_CLOSED = "forced closed"
     RESET = "reset"
     REMOTE_OPEN = "opened by another process"  #: applied from the fleet's shared state
+    HEALTH_CHECK = "health check passed"  #: a background health check (``HealthChecks``)
 
     @property
     def by_hand(self) -> bool:

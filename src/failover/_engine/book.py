@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from logging import DEBUG
 from typing import TYPE_CHECKING, Any, Final
 
-from failover._core.breaker import CLOSED_PERMIT, Permit
+from failover._core.breaker import CLOSED_PERMIT, BreakerState, Permit
 from failover._core.classify import Classification, ErrorKind
 from failover._core.errors import Attempt
 from failover._core.kinds import Outcome, SkipReason
@@ -425,6 +425,22 @@ class Book:
             self.count(pair, Outcome.FAILURE, duration)
         if self.fleet is not None:
             self.fleet.after_failure(pair, permit)
+
+    def check_failed(self, pair: Pair, verdict: Classification) -> None:
+        """A background health check failed with ``verdict``: what a failed attempt does to
+        the breaker and the cool-downs, nothing to health counters or metrics (a check is
+        not a request). A pair still open stays as it is; a half-open one opens again; a
+        closed one counts a failure."""
+        kind = verdict.kind
+        if kind is ErrorKind.TRANSIENT:
+            breaker = pair.breaker
+            if breaker.current_state() is not BreakerState.OPEN:
+                breaker.report_failure()
+                pair.record_failure_counters()
+        elif kind in COOLDOWN_REASON:
+            self._cool(pair, verdict, self.clock.now())
+        if self.fleet is not None:
+            self.fleet.after_failure(pair, None)
 
     def _cool(self, pair: Pair, verdict: Classification, now: float) -> None:
         """Credit, auth: the whole platform cools down; a rate limit: the pair."""

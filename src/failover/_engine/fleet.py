@@ -259,6 +259,25 @@ class FleetLink:
             epoch = self._epochs[(name, operation)] = next_epoch(self.epoch(name, operation))
             self._send(SharedEvent("reset", name, operation, reason="reset", epoch=epoch))
 
+    def cooldown_cleared(self, platform: str) -> None:
+        """A health check proved the platform's key works again: end its cool-down fleet-wide
+        (as a reset of the platform's cool-down, with a new epoch so older events lose)."""
+        epoch = self._epochs[(platform, None)] = next_epoch(self.epoch(platform, None))
+        self._send(SharedEvent("reset", platform, None, reason="health check", epoch=epoch))
+
+    async def claim_check(self, pair: Pair, seconds: float) -> bool:
+        """Whether this process runs the pair's background health check for ``seconds``.
+
+        One process per pair per interval, fleet-wide. A backend without the claim, or one
+        that cannot be asked now, leaves the decision local (each process checks at its own
+        bounded rate, as it would alone).
+        """
+        claim = getattr(self.shared, "claim_check", None)
+        if claim is None:
+            return True
+        answer: bool | None = await claim(pair.key, max(math.ceil(seconds * 1000), 1))
+        return answer is not False
+
     def snapshot(self) -> list[SharedEvent]:
         """This process's open pairs and active cool-downs, to push after a (re)connect."""
         with self.lock:
