@@ -386,3 +386,51 @@ async def test_with_shared_state_one_process_checks_each_pair(anyio_backend: str
             assert len(probe.calls) == 1
     finally:
         await delete_namespace(url, namespace)
+
+
+async def test_each_check_is_a_root_span_with_its_outcome_and_transition(
+    anyio_backend: str,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    probe = Probe(Transient("503 from replicate, key sk-secret-canary"))
+    manager = PlatformManager(
+        PRIORITIES,
+        environ={**ENVIRON, "REPLICATE_API_TOKEN": "sk-secret-canary"},
+        clock=FakeClock(),
+        tracer_provider=provider,
+        health_checks=HealthChecks({"replicate": probe}, interval=10),
+    )
+    async with manager:
+        await open_pair(manager)
+        exporter.clear()
+        await tick(manager, 10)
+        probe.answer = None
+        await tick(manager, 10)
+    failed, passed = exporter.get_finished_spans()
+    for span in (failed, passed):
+        assert span.name == "failover health_check replicate"
+        assert span.kind is SpanKind.INTERNAL
+        assert span.parent is None
+        assert span.attributes is not None
+        assert span.attributes["failover.operation"] == OP
+        assert span.attributes["failover.check.reason"] == "open"
+    assert failed.attributes is not None
+    assert failed.attributes["failover.check.outcome"] == "failed"
+    assert failed.attributes["failover.error.kind"] == "transient"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert "sk-secret-canary" not in str(failed.status.description)
+    assert all("sk-secret-canary" not in str(event.attributes) for event in failed.events)
+    assert passed.attributes is not None
+    assert passed.attributes["failover.check.outcome"] == "passed"
+    transitions = [e for e in passed.events if e.name == "failover.breaker.transition"]
+    assert [(e.attributes or {}).get("failover.breaker.reason") for e in transitions] == [
+        "health check passed"
+    ]
+    provider.shutdown()

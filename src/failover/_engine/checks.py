@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -44,6 +45,7 @@ from failover._core.errors import Transient
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import get_logger
+from failover._observe.telemetry import current_recording_span, use_span
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -210,13 +212,45 @@ class Checker:
             return None
         check = self.settings.check_for(pair.spec.name)
         assert check is not None
+        telemetry = self.book.telemetry
+        tracer = telemetry.tracer()
+        operation = pair.operation
+        span = None if tracer is None else telemetry.start_check(tracer, pair.spec, operation, why)
+        with nullcontext() if span is None else use_span(span, end_on_exit=True):
+            verdict = await self._run_check(check, pair)
+            with self.book.lock:
+                self.records[pair.key] = CheckRecord(
+                    self.clock.now(), verdict is None, None if verdict is None else verdict.label
+                )
+                if verdict is None:
+                    self._passed(pair, why)
+                elif verdict.kind not in (ErrorKind.CALLER_BUG, ErrorKind.REQUEST):
+                    self._failed(pair, why, verdict)
+                elif verdict.kind is ErrorKind.REQUEST:
+                    logger.warning(
+                        "Health check of %s for %s was refused as a bad request (%s): the "
+                        "check itself needs fixing",
+                        pair.spec.name,
+                        pair.operation,
+                        verdict.reason or verdict.label,
+                    )
+            if span is not None:
+                span.set_attribute(
+                    "failover.check.outcome", "passed" if verdict is None else "failed"
+                )
+        return verdict is None
+
+    async def _run_check(self, check: Check, pair: Pair) -> Classification | None:
+        """Run ``check`` within the timeout: ``None`` when it passed, else its verdict."""
         verdict: Classification | None = None
-        started = self.clock.now()
         with self.clock.cancel_scope(self.settings.timeout) as scope:
             try:
                 _passed(await _run(check, pair.spec))
             except Exception as exc:
                 verdict = classify(exc, pair.classifiers)
+                span = current_recording_span()
+                if span is not None:
+                    self.book.telemetry.fail_span(span, exc, type(exc).__name__, verdict.label)
                 if verdict.kind is ErrorKind.CALLER_BUG:
                     logger.error(
                         "Health check of %s for %s raised %s: a bug in the check, not the "
@@ -227,22 +261,10 @@ class Checker:
                     )
         if scope.cancelled_caught:
             verdict = TIMED_OUT
-        record = CheckRecord(started, verdict is None, None if verdict is None else verdict.label)
-        with self.book.lock:
-            self.records[pair.key] = record
-            if verdict is None:
-                self._passed(pair, why)
-            elif verdict.kind not in (ErrorKind.CALLER_BUG, ErrorKind.REQUEST):
-                self._failed(pair, why, verdict)
-            elif verdict.kind is ErrorKind.REQUEST:
-                logger.warning(
-                    "Health check of %s for %s was refused as a bad request (%s): the check "
-                    "itself needs fixing",
-                    pair.spec.name,
-                    pair.operation,
-                    verdict.reason or verdict.label,
-                )
-        return verdict is None
+            span = current_recording_span()
+            if span is not None:
+                span.set_attribute("failover.error.kind", TIMED_OUT.label)
+        return verdict
 
     def _passed(self, pair: Pair, why: str) -> None:
         name = pair.spec.name

@@ -357,6 +357,21 @@ class Telemetry:
             f"{name} {spec.model}", kind=otel_trace.SpanKind.CLIENT, attributes=attributes
         )
 
+    def start_check(self, tracer: Tracer, spec: PlatformSpec, operation: str, why: str) -> Span:
+        """The span of one background health check, ``failover health_check <platform>``: a
+        root span of its own (no caller's call is behind it)."""
+        return tracer.start_span(
+            f"failover health_check {spec.name}",
+            context=otel_trace.set_span_in_context(otel_trace.INVALID_SPAN),
+            kind=otel_trace.SpanKind.INTERNAL,
+            attributes={
+                "failover.operation": operation,
+                "failover.platform": spec.name,
+                "gen_ai.request.model": spec.model,
+                "failover.check.reason": why,
+            },
+        )
+
     def fail_span(
         self, span: Span, error: BaseException, error_type: str, kind: str | None = None
     ) -> None:
