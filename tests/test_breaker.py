@@ -157,7 +157,7 @@ def test_probe_lease_expiry_lets_the_next_caller_probe() -> None:
     assert second is not None
     assert second.is_probe
     assert second is not hung
-    assert breaker.probes == [second]
+    assert breaker.probes == (second,)
 
 
 def test_probe_success_closes_the_pair() -> None:
@@ -168,7 +168,7 @@ def test_probe_success_closes_the_pair() -> None:
     breaker.on_success(probe)
     assert breaker.state is CLOSED
     assert breaker.consecutive_failures == 0
-    assert breaker.probes == []
+    assert breaker.probes == ()
     assert breaker.admit() is CLOSED_PERMIT
     assert transitions[-1] == (HALF_OPEN, CLOSED, "probe succeeded")
 
@@ -266,7 +266,7 @@ def test_release_of_a_probe_frees_its_slot_and_changes_no_state() -> None:
     before = list(transitions)
     breaker.release(probe)
     assert breaker.state is HALF_OPEN
-    assert breaker.probes == []
+    assert breaker.probes == ()
     assert breaker.probe_successes == 0
     assert transitions == before
     again = breaker.admit()
@@ -283,7 +283,7 @@ def test_result_of_a_probe_whose_lease_expired_is_ignored() -> None:
     # No one else asked in the meantime: the late answer is still stale.
     breaker.on_success(hung)
     assert breaker.state is HALF_OPEN
-    assert breaker.probes == []
+    assert breaker.probes == ()
     late_failure = breaker.admit()
     assert late_failure is not None
     clock.advance(31)
@@ -426,7 +426,7 @@ def test_reset_clears_everything() -> None:
     assert breaker.state is CLOSED
     assert breaker.consecutive_failures == 0
     assert breaker.reopen_count == 0
-    assert breaker.probes == []
+    assert breaker.probes == ()
     assert transitions[-1] == (OPEN, CLOSED, "reset")
     breaker.reset()  # already closed: no transition reported
     assert transitions[-1] == (OPEN, CLOSED, "reset")

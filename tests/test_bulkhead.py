@@ -275,5 +275,5 @@ async def test_a_probe_cancelled_while_queued_for_a_slot_gives_its_permit_back()
         breaker = manager._pairs[("alpha", "image_editing")].breaker
         assert len(breaker.probes) == 1
         group.cancel_scope.cancel()
-    assert breaker.probes == []
+    assert breaker.probes == ()
     assert breaker.would_admit()

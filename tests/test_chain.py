@@ -389,7 +389,7 @@ async def test_row_cancelled_half_open_probe_leaves_the_probe_slot_free() -> Non
             assert len(breaker.probes) == 1
             assert await usable(manager) == "beta"  # the one probe slot is taken
             scope.cancel()
-    assert breaker.probes == []
+    assert breaker.probes == ()
     assert breaker.state.value == "half_open"
     assert await usable(manager) == "alpha"
     operation = ScriptedOperation({})

@@ -150,7 +150,7 @@ async def test_failed_probe_raises_with_the_history_and_reopens_the_pair(
     breaker = pair(manager, "gamma").breaker
     assert breaker.state is BreakerState.OPEN
     assert breaker.open_until == clock.now() + TTL  # re-opened for a fresh period
-    assert breaker.probes == []
+    assert breaker.probes == ()
 
 
 async def test_probe_failure_with_open_backoff_extends_the_open_period() -> None:
@@ -174,7 +174,7 @@ async def test_request_fault_of_the_probe_is_raised_and_leaves_health_alone() ->
     assert (breaker.state, breaker.open_until, breaker.probes) == (
         BreakerState.OPEN,
         open_until,
-        [],
+        (),
     )
 
 
@@ -265,7 +265,7 @@ async def test_cancelled_probe_gives_its_slot_back() -> None:
             await started.wait()
             scope.cancel()
     breaker = pair(manager, "alpha").breaker
-    assert (breaker.state, breaker.probes) == (BreakerState.OPEN, [])
+    assert (breaker.state, breaker.probes) == (BreakerState.OPEN, ())
     # The slot is free again: the next call probes.
     operation = ScriptedOperation({})
     assert (await manager.with_fallback(TEXT, operation))[0] == "ok"
@@ -438,7 +438,7 @@ async def test_get_platform_keeps_its_contract() -> None:
     await open_all(manager, clock, ["alpha", "beta", "gamma"])
     with pytest.raises(AllPlatformsFailed, match=r"the next usable is alpha \(open\) in 270.0s"):
         await manager.get_platform(TEXT)
-    assert all(pair(manager, n).breaker.probes == [] for n in ("alpha", "beta", "gamma"))
+    assert all(pair(manager, n).breaker.probes == () for n in ("alpha", "beta", "gamma"))
 
 
 async def test_fallback_decorator_uses_the_last_resort() -> None:
@@ -651,7 +651,7 @@ async def test_wait_honours_the_callers_cancel_scope() -> None:
     assert scope.cancelled_caught
     assert operation.calls == []
     clock.advance(30)  # the abandoned wait left nothing behind
-    assert all(pair(manager, n).breaker.probes == [] for n in ("alpha", "beta", "gamma"))
+    assert all(pair(manager, n).breaker.probes == () for n in ("alpha", "beta", "gamma"))
 
 
 async def test_wait_honours_the_call_deadline() -> None:
@@ -793,4 +793,4 @@ async def test_no_early_probe_while_another_process_holds_the_lease() -> None:
         await manager.with_fallback(TEXT, operation)
     assert operation.calls == []
     assert fleet.asked == [("beta", TEXT), ("alpha", TEXT), ("gamma", TEXT)]
-    assert all(pair(manager, n).breaker.probes == [] for n in ("alpha", "beta", "gamma"))
+    assert all(pair(manager, n).breaker.probes == () for n in ("alpha", "beta", "gamma"))

@@ -328,7 +328,7 @@ async def test_refused_probe_gives_the_local_permit_back(redis_url: str, namespa
             await holding.wait()
             result, _ = await b.with_fallback(OP, slow)
             assert result == "groq"
-            assert b._pair("openai", OP).breaker.probes == []
+            assert b._pair("openai", OP).breaker.probes == ()
             release.set()
 
 
@@ -354,7 +354,7 @@ async def test_cancelled_probe_releases_its_lease(redis_url: str, namespace: str
             await holding.wait()
             assert await client.exists([lease_key]) == 1
             tasks.cancel_scope.cancel()
-        assert a._pair("openai", OP).breaker.probes == []
+        assert a._pair("openai", OP).breaker.probes == ()
         started = time.monotonic()
         while await client.exists([lease_key]):
             assert time.monotonic() - started < 2, "lease still held after cancellation"

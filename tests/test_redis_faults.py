@@ -154,7 +154,7 @@ async def test_a_cancelled_probe_caller_leaves_no_fleet_lease(server: PrivateRed
                 await a.with_fallback(OP, record)
         finally:
             resume(server)
-        assert a._pair(*PAIR).breaker.probes == []
+        assert a._pair(*PAIR).breaker.probes == ()
         await wait_for(lambda: shared(b).connected, 5, "b to be connected")
         started = time.monotonic()
         while "openai" not in calls:

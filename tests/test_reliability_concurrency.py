@@ -82,7 +82,7 @@ async def test_1000_concurrent_callers_at_half_open_admit_exactly_the_probe_limi
     assert answered.count("alpha") == limit
     assert answered.count("beta") == CALLERS - limit
     assert breaker.state.value == "closed"
-    assert breaker.probes == []
+    assert breaker.probes == ()
     health = manager.get_health_status()
     assert health["alpha"]["total_requests"] == limit
     assert health["beta"]["total_requests"] == CALLERS - limit

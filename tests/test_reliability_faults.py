@@ -238,7 +238,7 @@ async def test_d_a_hostile_probe_failure_is_booked_and_the_next_platform_answers
         result, spec = await m.with_fallback(TEXT, operation)
     assert (result, spec.name) == ("from beta", "beta")
     breaker = m._pairs["alpha", TEXT].breaker
-    assert (breaker.state, breaker.reopen_count, breaker.probes) == (BreakerState.OPEN, 1, [])
+    assert (breaker.state, breaker.reopen_count, breaker.probes) == (BreakerState.OPEN, 1, ())
     assert m.get_health_status()["alpha"]["operations"][TEXT]["failures"] == 1
     failed = [span for span in exporter.get_finished_spans() if "a-1" in span.name]
     assert len(failed) == 1
@@ -280,7 +280,7 @@ async def test_d_a_base_exception_from_a_probe_gives_the_permit_back() -> None:
     breaker = m._pairs["alpha", TEXT].breaker
     assert (breaker.state, breaker.probes, breaker.consecutive_failures) == (
         BreakerState.HALF_OPEN,
-        [],
+        (),
         0,
     )
     assert breaker.would_admit()

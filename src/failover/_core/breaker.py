@@ -279,7 +279,9 @@ class PairBreaker:
         self.state = BreakerState.CLOSED
         self.consecutive_failures = 0
         self.open_until = 0.0
-        self.probes: list[Permit] = []
+        #: The probe permits out (a tuple: an empty one is shared, so a closed pair holds no
+        #: list of its own; replaced, never mutated).
+        self.probes: tuple[Permit, ...] = ()
         self.probe_successes = 0
         self.reopen_count = 0
         self.pinned_closed = False
@@ -309,7 +311,7 @@ class PairBreaker:
         if len(self.probes) >= self.settings.half_open_max_calls:
             return None
         permit = Permit(True, now + self.settings.probe_lease_seconds)
-        self.probes.append(permit)
+        self.probes = (*self.probes, permit)
         return permit
 
     def admit_early_probe(self) -> Permit | None:
@@ -331,7 +333,7 @@ class PairBreaker:
         if len(self.probes) >= self.settings.half_open_max_calls:
             return None
         permit = Permit(True, now + self.settings.probe_lease_seconds)
-        self.probes.append(permit)
+        self.probes = (*self.probes, permit)
         return permit
 
     def probes_in_flight(self) -> int:
@@ -359,7 +361,7 @@ class PairBreaker:
 
     def _expire_leases(self, now: float) -> None:
         if self.probes and any(permit.lease_until <= now for permit in self.probes):
-            self.probes = [permit for permit in self.probes if permit.lease_until > now]
+            self.probes = tuple(permit for permit in self.probes if permit.lease_until > now)
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -422,13 +424,13 @@ class PairBreaker:
         """
         if permit not in self.probes:
             return False
-        self.probes.remove(permit)
+        self.probes = tuple(other for other in self.probes if other is not permit)
         return permit.lease_until > self.clock.now()
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without an outcome (the attempt was cancelled)."""
         if permit.is_probe and permit in self.probes:
-            self.probes.remove(permit)
+            self.probes = tuple(other for other in self.probes if other is not permit)
 
     # -- outcomes reported without a permit (the seed API's report_success/report_failure) ---
 
@@ -459,7 +461,7 @@ class PairBreaker:
         self.pinned_closed = False
         duration = self.settings.reset_timeout if seconds is None else seconds
         self.open_until = self.clock.now() + duration
-        self.probes = []
+        self.probes = ()
         self.probe_successes = 0
         if self.state is not BreakerState.OPEN:
             self._move(BreakerState.OPEN, Cause.FORCED_OPEN)
@@ -478,7 +480,7 @@ class PairBreaker:
         if self.state is BreakerState.OPEN and self.open_until >= until:
             return False
         self.open_until = until
-        self.probes = []
+        self.probes = ()
         self.probe_successes = 0
         if self.state is not BreakerState.OPEN:
             self._move(BreakerState.OPEN, cause)
@@ -495,7 +497,7 @@ class PairBreaker:
     def force_half_open(self) -> None:
         if self.state is not BreakerState.HALF_OPEN:
             self.open_until = self.clock.now()
-            self.probes = []
+            self.probes = ()
             self.probe_successes = 0
             self._move(BreakerState.HALF_OPEN, Cause.FORCED_HALF_OPEN)
 
@@ -518,7 +520,7 @@ class PairBreaker:
 
     def _open(self, cause: Cause) -> None:
         self.open_until = self.clock.now() + open_duration(self.settings, self.reopen_count)
-        self.probes = []
+        self.probes = ()
         self.probe_successes = 0
         self._move(BreakerState.OPEN, cause)
 
@@ -528,7 +530,7 @@ class PairBreaker:
         self.consecutive_failures = 0
         self.reopen_count = 0
         self.probe_successes = 0
-        self.probes = []
+        self.probes = ()
         self.open_until = 0.0
         if self.state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED, cause)
