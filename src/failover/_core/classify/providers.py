@@ -61,6 +61,10 @@ CREDIT_REQUEST_WORDS: Final = ("credit balance", "billing", "insufficient credit
 #: ``details[].reason: "API_KEY_INVALID"``.
 BAD_KEY_CODES: Final = ("api_key_invalid",)
 
+#: A 400 (or another plain 4xx) that means a bad key: xAI answers one with 400 ``{"code":
+#: "Client specified an invalid argument", "error": "Incorrect API key provided: ..."}``.
+BAD_KEY_WORDS: Final = ("incorrect api key", "invalid api key")
+
 #: The request was refused for what it asks: OpenAI ``content_policy_violation`` and "safety
 #: system", Azure ``content_filter``, Stability ``content_moderation``, Anthropic "content
 #: filtering policy", Replicate "flagged as sensitive" (E005), FAL's content checker.
@@ -358,7 +362,7 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         "model_not_found",
         404,
         openai_body(
-            "The model `gpt-5-turbo` does not exist or you do not have access to it.",
+            "The model `{model}` does not exist or you do not have access to it.",
             "invalid_request_error",
             "model_not_found",
         ),
@@ -375,6 +379,17 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
             "credits on https://console.x.ai.",
         },
         _CREDIT,
+    ),
+    ErrorShape(
+        "xai",
+        "bad_key",
+        400,
+        {
+            "code": "Client specified an invalid argument",
+            "error": "Incorrect API key provided: {key}. You can obtain an API key from "
+            "https://console.x.ai.",
+        },
+        _AUTH,
     ),
     ErrorShape(
         "openrouter",
@@ -455,6 +470,20 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
     ),
     ErrorShape(
         "google",
+        "model_not_found",
+        404,
+        google_body(
+            404,
+            "models/{model} is not found for API version v1beta, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+            "NOT_FOUND",
+        ),
+        _REQUEST,
+        "not_found",
+    ),
+    ErrorShape(
+        "google",
         "overloaded",
         503,
         google_body(503, "The model is overloaded. Please try again later.", "UNAVAILABLE"),
@@ -529,6 +558,14 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         _AUTH,
     ),
     ErrorShape(
+        "anthropic",
+        "model_not_found",
+        404,
+        anthropic_body("not_found_error", "model: {model}"),
+        _REQUEST,
+        "not_found",
+    ),
+    ErrorShape(
         "anthropic", "overloaded", 529, anthropic_body("overloaded_error", "Overloaded"), _TRANSIENT
     ),
     ErrorShape(
@@ -579,6 +616,13 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         "bad_key",
         401,
         stability_body("unauthorized", "authorization: invalid or missing header value"),
+        _AUTH,
+    ),
+    ErrorShape(  # the v1 API (account, balance) writes "message" where v2beta writes "errors"
+        "stability_v1",
+        "bad_key",
+        401,
+        {"id": "{id}", "name": "unauthorized", "message": "Incorrect API key provided"},
         _AUTH,
     ),
     ErrorShape(
@@ -639,6 +683,14 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         401,
         replicate_body(401, "Unauthenticated", "You did not pass a valid authentication token"),
         _AUTH,
+    ),
+    ErrorShape(
+        "replicate",
+        "model_not_found",
+        404,
+        {"detail": "The requested resource could not be found.", "status": 404},
+        _REQUEST,
+        "not_found",
     ),
     ErrorShape(
         "replicate",
@@ -765,6 +817,15 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         401,
         {"error": "Invalid credentials in Authorization header"},
         _AUTH,
+    ),
+    ErrorShape(  # the Hub's model info; without a token it answers 401 with the same header
+        "huggingface",
+        "model_not_found",
+        404,
+        {"error": "Repository not found"},
+        _REQUEST,
+        "not_found",
+        headers=(("x-error-code", "RepoNotFound"),),
     ),
     ErrorShape(
         "huggingface",

@@ -13,6 +13,7 @@ from typing import Final
 
 from failover._core.classify.kinds import TRANSIENT, Classification, ErrorKind
 from failover._core.classify.providers import (
+    BAD_KEY_WORDS,
     CONTENT_POLICY_WORDS,
     CONTEXT_WINDOW_WORDS,
     CREDIT_REQUEST_WORDS,
@@ -87,6 +88,8 @@ def classify_status(
     if 400 <= status < 500:
         if has(text, CREDIT_REQUEST_WORDS):
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
+        if has(text, BAD_KEY_WORDS):
+            return Classification(ErrorKind.AUTH, status_code=status)
         if status == 413:
             return Classification(ErrorKind.REQUEST, reason="context_window", status_code=status)
         return Classification(ErrorKind.REQUEST, reason=request_reason(text), status_code=status)
