@@ -48,6 +48,14 @@ def add_parser(subparsers: Any) -> None:
         '\'replicate={"kind": "flaky", "error_rate": 0.5}\' (repeatable; \'*\' = all)',
     )
     parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="PLATFORM=MODEL[,MODEL...]",
+        help="the only models PLATFORM has (others get its 'model not found' answer); "
+        "repeatable; without it every model exists",
+    )
+    parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="asyncio",
@@ -62,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from failover.testing.fake import ALL_PLATFORMS, FakeProviderServer
 
     behaviours = _parse_behaviours(args.behaviour)
+    models = _parse_models(args.models)
 
     async def serve() -> None:
         try:
             server = FakeProviderServer(
-                args.port, host=args.host, seed=args.seed, behaviours=behaviours
+                args.port, host=args.host, seed=args.seed, behaviours=behaviours, models=models
             )
             async with server:
                 print(f"fake providers listening on {server.url}", flush=True)
@@ -84,6 +93,25 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("fake providers stopped", flush=True)
     return 0
+
+
+def _parse_models(specs: Sequence[str]) -> dict[str, list[str]]:
+    from failover.testing.fake import ALL_PLATFORMS
+
+    models: dict[str, list[str]] = {}
+    for spec in specs:
+        platform, sep, text = spec.partition("=")
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not sep or not platform or not names:
+            raise CommandError(
+                f"--models must look like PLATFORM=MODEL[,MODEL...], got {spec!r}", 2
+            )
+        if platform not in ALL_PLATFORMS:
+            raise CommandError(
+                f"--models: unknown platform {platform!r}; known: {', '.join(ALL_PLATFORMS)}", 2
+            )
+        models.setdefault(platform, []).extend(names)
+    return models
 
 
 def _parse_behaviours(specs: Sequence[str]) -> dict[str, Behaviour]:

@@ -38,7 +38,21 @@ pollinations (base ``/pollinations``)      ``GET /pollinations/prompt/<prompt>``
 huggingface (base ``/huggingface``)        ``POST /huggingface/models/<owner>/<name>``
 flux_pro: Black Forest Labs (``/flux_pro``)  ``POST /flux_pro/v1/<model>``,
                                            ``GET /flux_pro/v1/get_result?id=<id>``
+lookups (what ``failover.http``'s checks   ``GET /<p>/v1/models[/<model>]`` (openai, groq,
+ask; :mod:`.lookups`)                      xai, together, anthropic),
+                                           ``GET /google/v1beta/models/<model>``,
+                                           ``GET /stability/v1/user/balance``,
+                                           ``GET /replicate/v1/account``,
+                                           ``GET /replicate/v1/models/<o>/<n>``,
+                                           ``GET /huggingface/api/whoami-v2``,
+                                           ``GET /huggingface/api/models/<o>/<n>``,
+                                           ``GET /pollinations/models``,
+                                           ``GET /flux_pro/v1/credits``
 =========================================  ===================================================
+
+Which models exist is :meth:`FakeProviderServer.set_models` (or ``models=``): by default every
+model does; with a catalogue, a lookup or chat request for another model gets the provider's
+404 "model not found" body.
 
 Replicate, FAL's queue and Black Forest Labs run jobs; :meth:`FakeProviderServer.set_job_script`
 says how long a platform's jobs stay queued and running and how they end (by default they
@@ -50,7 +64,9 @@ Admin endpoints (for another process, e.g. a scenario driving ``failover fake-pr
 ``GET /_admin/info``, ``GET /_admin/stats``, ``POST /_admin/reset`` (statistics only),
 ``GET /_admin/behaviour``, and ``POST /_admin/behaviour`` with
 ``{"platform": "stability", "behaviour": {"kind": "out_of_credits"}}`` (``"platform": "*"``
-sets every platform; ``"behaviour"`` may also be just a kind name). Generated images are
+sets every platform; ``"behaviour"`` may also be just a kind name); ``GET /_admin/models`` and
+``POST /_admin/models`` with ``{"platform": "openai", "models": ["gpt-4o-mini"]}`` (``null``:
+every model exists). Generated images are
 served from ``GET /_files/<name>.png`` (videos from ``.../<name>.mp4``).
 
 The server never logs request bodies, headers or keys: at DEBUG level it logs the method, the
@@ -64,7 +80,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
@@ -74,7 +90,7 @@ import anyio.abc
 import h11
 
 from failover._observe.scrub import get_logger
-from failover.testing.fake import media
+from failover.testing.fake import lookups, media
 from failover.testing.fake.behaviour import OUTCOME_OF_KIND, Behaviour, delay, next_step
 from failover.testing.fake.media import JobBook, JobScript
 from failover.testing.fake.shapes import (
@@ -152,7 +168,8 @@ class FakeProviderServer:
 
     ``port=0`` picks a free port. ``seed`` makes latencies, flaky draws, ids and reply texts
     reproducible (each platform draws from its own ``random.Random``). ``behaviours`` sets
-    the starting behaviour per platform (default: every platform healthy).
+    the starting behaviour per platform (default: every platform healthy); ``models`` the
+    models a platform has (default: every model exists; see :meth:`set_models`).
 
     Leaving the ``async with`` block cancels every connection (hanging requests included)
     and closes the listening socket. All methods must be called from the event loop thread
@@ -166,6 +183,7 @@ class FakeProviderServer:
         host: str = "127.0.0.1",
         seed: int = 0,
         behaviours: Mapping[str, Behaviour] | None = None,
+        models: Mapping[str, Iterable[str] | None] | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
@@ -181,6 +199,9 @@ class FakeProviderServer:
         self._peak_connections = 0
         for platform, behaviour in (behaviours or {}).items():
             self.set_behaviour(platform, behaviour)
+        self._models: dict[str, frozenset[str]] = {}
+        for platform, names in (models or {}).items():
+            self.set_models(platform, names)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._connections_accepted = 0
@@ -299,6 +320,27 @@ class FakeProviderServer:
         """The behaviour ``platform`` currently follows."""
         return self._state(platform).behaviour
 
+    def set_models(self, platform: str, models: Iterable[str] | None) -> None:
+        """The models ``platform`` (or every platform, for ``"*"``) has from now on: asking
+        for another one (a model lookup, a chat request) gets the provider's "model not
+        found" answer. ``None`` (the default) means every model exists."""
+        catalogue: frozenset[str] | None = None
+        if models is not None:
+            if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
+                raise ValueError(f"models must be model names (strings), got {models!r}")
+            catalogue = frozenset(models)
+        for name in ALL_PLATFORMS if platform == "*" else [platform]:
+            self._state(name)
+            if catalogue is None:
+                self._models.pop(name, None)
+            else:
+                self._models[name] = catalogue
+
+    def models(self, platform: str) -> frozenset[str] | None:
+        """The models ``platform`` has, or ``None`` when every model exists."""
+        self._state(platform)
+        return self._models.get(platform)
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Requests per platform and outcome: ``{"stability": {"total": 3, "credit": 3}, ...}``.
 
@@ -306,7 +348,8 @@ class FakeProviderServer:
         once it was asked something); an outcome appears once it happened.
         Outcomes: ``ok``, ``error_<status>`` (flaky), ``credit``, ``rate_limited``, ``hang``,
         ``auth``, ``overloaded``, ``stream_cut``, ``content_policy``,
-        ``context_length_exceeded``, ``bad_request`` (malformed request), ``not_found``.
+        ``context_length_exceeded``, ``bad_request`` (malformed request), ``not_found`` (no
+        such endpoint), ``model_not_found`` (a model the catalogue does not have).
         A request is counted when the server decides its outcome, before it answers.
         """
         return {
@@ -319,6 +362,12 @@ class FakeProviderServer:
         """Zero every platform's counters (behaviours are kept)."""
         for state in self._states.values():
             state.counts.clear()
+
+    def _catalogues(self) -> dict[str, list[str] | None]:
+        return {
+            platform: None if (names := self._models.get(platform)) is None else sorted(names)
+            for platform in ALL_PLATFORMS
+        }
 
     def _state(self, platform: str) -> _PlatformState:
         try:
@@ -604,7 +653,9 @@ class FakeProviderServer:
         """Route, validate, apply the platform's behaviour. ``None`` means drop the client."""
         state = self._states[request.platform]
         dialect = DIALECT.get(request.platform) or MEDIA_DIALECT[request.platform]
-        endpoint = route(request.platform, request.method, rest)
+        endpoint = lookups.lookup_route(request.platform, request.method, rest) or route(
+            request.platform, request.method, rest
+        )
         if endpoint is None:
             state.counts["not_found"] += 1
             return (
@@ -628,22 +679,36 @@ class FakeProviderServer:
 
         behaviour = state.next_step()
         kind = behaviour.kind
+        lookup = request.route in lookups.LOOKUP_ROUTES
+        zero_balance = False
+        if lookup and kind in lookups.LOOKUP_SUCCEEDS_ON:
+            # Nothing a lookup asks can be refused for these; an empty account still lists
+            # its models, and its balance reads zero.
+            zero_balance = kind == "out_of_credits"
+            behaviour, kind = Behaviour.healthy(), "healthy"
+        missing = lookups.missing_model(request, self._models.get(request.platform))
         if kind in ("healthy", "flaky"):
             failed = kind == "flaky" and state.rng.random() < behaviour.error_rate
             outcome = f"error_{behaviour.status}" if failed else "ok"
+            if not failed and missing is not None:
+                outcome = "model_not_found"
             state.counts[outcome] += 1
             seconds = delay(behaviour, state.rng)
             if seconds > 0 and not await self._wait_for(conn, stream, seconds):
                 return None, outcome
             if failed:
                 return server_error(dialect, behaviour.status, state.rng), outcome
-            return self._success(request, state), outcome
+            if missing is not None:
+                return lookups.not_found(request, dialect, missing, state.rng), outcome
+            return self._success(request, state, zero_balance=zero_balance), outcome
 
         outcome = OUTCOME_OF_KIND[kind]
         state.counts[outcome] += 1
         if kind == "hanging":
             if not await self._wait_for(conn, stream, behaviour.seconds):
                 return None, outcome
+            if missing is not None:
+                return lookups.not_found(request, dialect, missing, state.rng), outcome
             return self._success(request, state), outcome
         if kind == "stream_cut":
             answer = self._success(request, state)
@@ -652,11 +717,18 @@ class FakeProviderServer:
                 return answer, outcome
             length = len(answer.body) if isinstance(answer, Reply) else 0
             return CutReply(max(length, 1)), outcome
+        if lookup:
+            dialect = lookups.error_dialect(request, dialect, kind)
         return behaviour_error(dialect, behaviour, request, state.rng), outcome
 
-    def _success(self, request: Request, state: _PlatformState) -> Response:
+    def _success(
+        self, request: Request, state: _PlatformState, *, zero_balance: bool = False
+    ) -> Response:
         """The answer to a request that succeeds: a job's step for the job APIs."""
         route = request.route
+        if route in lookups.LOOKUP_ROUTES:
+            catalogue = self._models.get(request.platform)
+            return lookups.answer(request, catalogue, state.rng, zero_balance=zero_balance)
         rng, url, jobs, platform = state.rng, self.url, self._jobs, request.platform
         job_id = request.path.rstrip("/").split("/")
         if route == "replicate_create":
@@ -748,6 +820,20 @@ class FakeProviderServer:
                 return json_reply(400, {"error": {"message": str(exc), "type": "invalid_request"}})
             logger.info("fake provider %s now %r", platform, behaviour)
             return json_reply(200, {"platform": platform, "behaviour": behaviour.to_dict()})
+        if method == "GET" and action == "models":
+            return json_reply(200, self._catalogues())
+        if method == "POST" and action == "models":
+            try:
+                data = json.loads(body or b"null")
+                if not isinstance(data, dict) or not isinstance(data.get("platform"), str):
+                    raise ValueError('expected {"platform": ..., "models": [...] or null}')
+                names = data.get("models")
+                if names is not None and not isinstance(names, list):
+                    raise ValueError("'models' must be a list of model names or null")
+                self.set_models(data["platform"], names)
+            except (ValueError, TypeError) as exc:
+                return json_reply(400, {"error": {"message": str(exc), "type": "invalid_request"}})
+            return json_reply(200, self._catalogues())
         return json_reply(
             404, {"error": {"message": f"no admin endpoint {method} /_admin/{action}"}}
         )
