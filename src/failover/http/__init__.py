@@ -16,6 +16,10 @@ for text, image and video generation.
   :class:`ReplicatePredictions`, :class:`FalQueue`, :class:`BlackForestLabs`) down the chain
   and return a :class:`MediaResult`; jobs are polled as :class:`Polling` says.
 * Connections: :data:`DEFAULT_LIMITS` and one TLS context per process (:mod:`._pool`).
+* Discovery: every adapter's ``check(platform)`` (and ``check_sync``) asks the provider,
+  with a cheap read-only request, whether the key is accepted and the model exists, and
+  returns a :class:`PlatformCheck`; :func:`check_platforms` checks every platform of a
+  manager. A check records nothing on the manager.
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ from failover.http._adapters import (
     OpenAICompatibleChat,
 )
 from failover.http._base import DEFAULT_TIMEOUT, ChatAdapter, InvalidArgument
+from failover.http._check import (
+    CHECK_TIMEOUT,
+    CheckPlan,
+    CheckProblem,
+    KeyStatus,
+    Lookup,
+    ModelStatus,
+    PlatformCheck,
+    Reading,
+)
 from failover.http._classify import (
     classify_http,
     classify_response,
@@ -35,6 +49,7 @@ from failover.http._classify import (
     raise_for_provider_status,
     to_provider_error,
 )
+from failover.http._discovery import CHECK_CONCURRENCY, check_platforms, check_platforms_sync
 from failover.http._images import (
     HuggingFaceImages,
     OpenAIImages,
@@ -59,6 +74,8 @@ from failover.http._text import TextGeneration
 
 __all__ = [
     "ANTHROPIC_BASE_URLS",
+    "CHECK_CONCURRENCY",
+    "CHECK_TIMEOUT",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "MEDIA_ADAPTERS",
@@ -67,6 +84,8 @@ __all__ = [
     "AnthropicMessages",
     "BlackForestLabs",
     "ChatAdapter",
+    "CheckPlan",
+    "CheckProblem",
     "ErrorBody",
     "FalQueue",
     "HuggingFaceImages",
@@ -75,12 +94,17 @@ __all__ = [
     "InvalidArgument",
     "Job",
     "JobState",
+    "KeyStatus",
+    "Lookup",
     "MediaAdapter",
     "MediaResult",
+    "ModelStatus",
     "OpenAICompatibleChat",
     "OpenAIImages",
+    "PlatformCheck",
     "PollinationsImages",
     "Polling",
+    "Reading",
     "ReplicatePredictions",
     "ServerSentEvent",
     "StabilityImages",
@@ -92,6 +116,8 @@ __all__ = [
     "TextStream",
     "TokenPrice",
     "VideoGeneration",
+    "check_platforms",
+    "check_platforms_sync",
     "classify_body",
     "classify_http",
     "classify_response",

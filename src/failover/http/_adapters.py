@@ -18,6 +18,8 @@ from failover.http._base import (
     Message,
     optional_int,
 )
+from failover.http._check import CheckPlan
+from failover.http._check_plans import anthropic, openai_compatible
 from failover.http._classify import error_from_body
 from failover.http._result import TextResult
 from failover.http._streaming import ServerSentEvent
@@ -143,6 +145,11 @@ class OpenAICompatibleChat(ChatAdapter):
     def stream_decoder(self, scrub: Callable[[str], str]) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(scrub)
 
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET models/{model}`` (Gemini natively; a list where there is no per-model
+        lookup): see :func:`failover.http._check_plans.openai_compatible`."""
+        return openai_compatible(platform.name, platform.model, self._base_url(platform.name))
+
 
 class OpenAIStreamDecoder(_StreamState):
     """``data: {chat.completion.chunk}`` events, then ``data: [DONE]``."""
@@ -242,6 +249,10 @@ class AnthropicMessages(ChatAdapter):
 
     def stream_decoder(self, scrub: Callable[[str], str]) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(scrub)
+
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET /v1/models/{model}``."""
+        return anthropic(platform.model)
 
 
 class AnthropicStreamDecoder(_StreamState):

@@ -18,6 +18,7 @@ from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._blocking import SyncClients, blocking
+from failover.http._check import Discoverable
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
 from failover.http._pool import DEFAULT_LIMITS, context_for, prepare_tls
 from failover.http._result import TextResult, record_on_span
@@ -110,7 +111,7 @@ class AdapterOptions(TypedDict, total=False):
     environ: Mapping[str, str] | None
 
 
-class ChatAdapter:
+class ChatAdapter(Discoverable):
     """Base class of the text-generation adapters; subclasses say how to talk to one API.
 
     An adapter is a fallback operation: ``await adapter(platform, messages)`` (or

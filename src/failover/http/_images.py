@@ -13,6 +13,8 @@ import httpx
 
 from failover._core.errors import BadRequest, Transient
 from failover._core.spec import PlatformSpec
+from failover.http import _check_plans
+from failover.http._check import CheckPlan
 from failover.http._media_base import ERASE, GENERATE, INPAINT, MediaAdapter
 from failover.http._media_input import ImageInfo
 from failover.http._media_result import MediaResult
@@ -132,6 +134,10 @@ class StabilityImages(MediaAdapter):
         seed = response.headers.get("seed")
         return _result(platform, response, seed=int(seed) if seed and seed.isdigit() else None)
 
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET /v1/user/balance``: the key and the credits left."""
+        return _check_plans.stability()
+
 
 def _stability_format(output_format: str, endpoint: str) -> str:
     # SD3 writes png and jpeg only; the result's media type says what came back.
@@ -246,6 +252,11 @@ class OpenAIImages(MediaAdapter):
         url = item.get("url") if isinstance(item, Mapping) else None
         return await self.from_link(platform, url, "image/png")
 
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET models/{model}``."""
+        base_url = self.base_url_for(platform.name)
+        return _check_plans.openai_compatible("openai", platform.model, base_url)
+
 
 def _size(options: Mapping[str, Any]) -> str | None:
     width, height = options.get("width"), options.get("height")
@@ -274,6 +285,10 @@ class PollinationsImages(MediaAdapter):
         path = "prompt/" + quote(prompt, safe="")
         response = await self.request(platform, "GET", path, params=params)
         return _result(platform, response, seed=options.get("seed"))
+
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET /models`` (keyless): the model is in the list."""
+        return _check_plans.pollinations(platform.model)
 
 
 class HuggingFaceImages(MediaAdapter):
@@ -306,3 +321,8 @@ class HuggingFaceImages(MediaAdapter):
             platform, "POST", f"models/{model}", json=body, headers={"accept": accept}
         )
         return _result(platform, response, seed=options.get("seed"))
+
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """The Hub's ``whoami-v2`` (when ``HF_TOKEN`` is set) and model info."""
+        model = self.default_model if platform.model == "free" else platform.model
+        return _check_plans.huggingface(model, self.base_url_for(platform.name))

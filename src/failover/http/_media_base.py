@@ -18,6 +18,7 @@ from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._base import RequestBody
 from failover.http._blocking import SyncClients, blocking
+from failover.http._check import Discoverable
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
 from failover.http._jobs import Polling
 from failover.http._media_input import ImageInfo
@@ -38,7 +39,7 @@ class Unsupported(ConfigError):
     """The adapter cannot do what was asked on this platform."""
 
 
-class MediaAdapter:
+class MediaAdapter(Discoverable):
     """Base class of the image and video adapters; a subclass speaks one provider's API.
 
     It keeps one ``httpx.AsyncClient`` per platform (made on first use, closed by

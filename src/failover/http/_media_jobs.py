@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Final
 
 from failover._core.errors import Transient
 from failover._core.spec import PlatformSpec
+from failover.http import _check_plans
+from failover.http._check import CheckPlan
 from failover.http._jobs import Job, JobState, follow
 from failover.http._media_base import ERASE, GENERATE, INPAINT, VIDEO, MediaAdapter
 from failover.http._media_input import ImageInfo
@@ -133,6 +135,16 @@ class ReplicatePredictions(MediaAdapter):
         await self.request(platform, "POST", url)
         return True
 
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET /v1/account``, then each model the platform's name stands for (an alias
+        of the built-in table names one model per task)."""
+        aliased = [
+            self.aliases[(task, platform.model)]
+            for task in sorted(self.capabilities)
+            if (task, platform.model) in self.aliases
+        ]
+        return _check_plans.replicate(list(dict.fromkeys(aliased)) or [platform.model])
+
     @staticmethod
     def _job(data: Any) -> Job:
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
@@ -254,6 +266,10 @@ class FalQueue(MediaAdapter):
         cancel_url = url if isinstance(url, str) else f"{_app_root(app)}/requests/{job.id}/cancel"
         await self.request(platform, "PUT", cancel_url)
         return True
+
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """Nothing is sent: FAL has no read-only request that checks a key."""
+        return _check_plans.fal()
 
     @staticmethod
     def _job(data: Any, app: str) -> Job:
@@ -381,6 +397,10 @@ class BlackForestLabs(MediaAdapter):
     async def cancel(self, platform: PlatformSpec, job: Job) -> bool:
         """Nothing to call: BFL cannot cancel a task."""
         return False
+
+    def check_plan(self, platform: PlatformSpec) -> CheckPlan:
+        """``GET /v1/credits``: the key and the credits left."""
+        return _check_plans.black_forest_labs()
 
 
 _BFL_STATES: Final = {
