@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
@@ -55,8 +54,9 @@ R = TypeVar("R")
 
 #: What health shows for a finite deadline past the calendar's end (year 9999): ``1e12`` s
 #: from now is "as good as never" to a reader, and must not crash the health report.
-_LAST_INSTANT = datetime.max.replace(tzinfo=UTC).isoformat()
-_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC).isoformat()
+#: What ``datetime.max``/``datetime.min`` in UTC read as (``datetime`` loads on first use).
+_LAST_INSTANT = "9999-12-31T23:59:59.999999+00:00"
+_FIRST_INSTANT = "0001-01-01T00:00:00+00:00"
 
 
 def _iso(clock: Clock, monotonic: float | None) -> str | None:
@@ -66,6 +66,8 @@ def _iso(clock: Clock, monotonic: float | None) -> str | None:
         return None
     wall = to_wall(clock, monotonic)
     try:
+        from datetime import UTC, datetime
+
         return datetime.fromtimestamp(wall, UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         return _LAST_INSTANT if wall > 0 else _FIRST_INSTANT

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.abc import TaskStatus
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
+    from anyio.abc import TaskGroup, TaskStatus
     from anyio.from_thread import BlockingPortal
 
 T = TypeVar("T")
@@ -37,7 +36,7 @@ T = TypeVar("T")
 class Service(Protocol):
     """One background service of a manager."""
 
-    async def __call__(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def __call__(self, *, task_status: TaskStatus[None]) -> None:
         """Start (then ``task_status.started()``) and run until cancelled."""
         ...
 

@@ -36,7 +36,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from anyio.abc import TaskStatus
 
 from failover._core import validate
 from failover._core.breaker import BreakerState, Transition
@@ -48,6 +47,8 @@ from failover._observe.scrub import get_logger
 from failover._observe.telemetry import current_recording_span, use_span
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from failover._engine.book import Book
     from failover._engine.route import Pair
 
@@ -179,7 +180,7 @@ class Checker:
 
     # -- the service ------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None]) -> None:
         """Look for pairs due every :attr:`tick`; check them, ``max_concurrent`` at a time."""
         self._started_at = self.clock.now()
         slots = anyio.Semaphore(self.settings.max_concurrent)

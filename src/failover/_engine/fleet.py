@@ -28,7 +28,7 @@ Two rules keep the fleet consistent whatever fails:
 from __future__ import annotations
 
 import math
-import random
+import os
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -36,13 +36,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import anyio
-from anyio.abc import TaskStatus
 
 from failover._core.breaker import BreakerState, Permit
 from failover._core.kinds import Cause
 from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from failover._core.clock import Clock
     from failover._core.pair import Cooldown, PlatformState
     from failover._engine.background import Background
@@ -61,14 +62,17 @@ REFUSED_RETRY_SECONDS: Final = 1.0
 #: An epoch is a counter in the high bits and a random tie-break in the low ones, so two
 #: operators acting on one pair during the same outage still leave one winner fleet-wide.
 _EPOCH_SHIFT: Final = 32
-#: The OS's randomness (not a seeded generator: forked workers must not share tie-breaks);
-#: ``secrets`` would import hashlib and hmac with ``import failover``.
-_RANDOM: Final = random.SystemRandom()
+
+
+def _tie_break() -> int:
+    """32 bits of the OS's randomness: not a seeded generator (forked workers must not share
+    tie-breaks), and neither ``random`` nor ``secrets`` loaded with ``import failover``."""
+    return int.from_bytes(os.urandom(_EPOCH_SHIFT // 8))
 
 
 def next_epoch(epoch: int) -> int:
     """An epoch higher than ``epoch`` (and than any other process's next one, bar a 2**-32 tie)."""
-    return (((epoch >> _EPOCH_SHIFT) + 1) << _EPOCH_SHIFT) | _RANDOM.getrandbits(_EPOCH_SHIFT)
+    return (((epoch >> _EPOCH_SHIFT) + 1) << _EPOCH_SHIFT) | _tie_break()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +100,7 @@ class SharedEvent:
 class SharedState(Protocol):
     """What a fleet backend provides. Methods other than :meth:`run` never raise on outage."""
 
-    async def run(
-        self, link: FleetLink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, link: FleetLink, *, task_status: TaskStatus[None]) -> None:
         """Load the shared state into ``link``, then listen and write until cancelled.
 
         Calls ``task_status.started()`` once connected and synced, or once the first

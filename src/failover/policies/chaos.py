@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import random
 import re
 import time
 from collections import Counter
@@ -171,6 +170,8 @@ class _Armed:
     __slots__ = ("make_fault", "platforms", "random", "rule")
 
     def __init__(self, rule: Chaos) -> None:
+        import random  # with the first rule: ``import failover`` does not load it
+
         self.rule = rule
         self.random = random.Random(rule.seed)
         self.make_fault = _fault_factory(rule.fault)
