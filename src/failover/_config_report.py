@@ -11,7 +11,7 @@ order, which platforms are usable now, and which would be skipped and why.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -103,8 +103,17 @@ class ConfigReport:
         }
 
 
-async def check_config(path: str, environ: Mapping[str, str]) -> ConfigReport:
-    """Validate the TOML file at ``path`` against ``environ`` (for keys and ``AI_*``)."""
+async def check_config(
+    path: str,
+    environ: Mapping[str, str],
+    *,
+    with_manager: Callable[[PlatformManager], Awaitable[None]] | None = None,
+) -> ConfigReport:
+    """Validate the TOML file at ``path`` against ``environ`` (for keys and ``AI_*``).
+
+    ``with_manager`` is awaited with the manager the file builds, when it builds one, before
+    the manager is closed (``check-config --online`` checks its platforms there).
+    """
     report = ConfigReport(path)
     try:
         data = read_toml(path)
@@ -134,6 +143,8 @@ async def check_config(path: str, environ: Mapping[str, str]) -> ConfigReport:
         return report
     async with manager:
         _describe(report, manager, kwargs, data)
+        if with_manager is not None:
+            await with_manager(manager)
     return report
 
 
