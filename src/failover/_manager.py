@@ -404,7 +404,15 @@ class PlatformManager:
         """:meth:`with_fallback` for synchronous code: ``operation_func`` is a plain function,
         run in the calling thread (in a worker thread when an attempt timeout or a deadline
         bounds it). Same state, same semantics; any number of threads may call at once."""
-        route, context = self._prepare(operation, kwargs)
+        if kwargs:
+            route, context = self._prepare(operation, kwargs)
+        else:
+            # _prepare(), inlined: this is the hot path of every synchronous call.
+            context = None
+            try:
+                route = self._routes[operation]
+            except Exception:  # not a key; or unhashable (a list), or its __hash__ raises
+                route = self._route(operation)
         return call_sync(self._book, self._workers, route, operation_func, args, kwargs, context)
 
     def _prepare(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec, check_operation_name
 from failover._engine.drive_async import start
-from failover._engine.drive_sync import Workers, call_sync
+from failover._engine.drive_sync import call_sync
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -194,20 +194,19 @@ class SyncFallbackFunction(_Decorated[P, R]):
     first parameter; the fallback chain runs synchronously (``with_fallback_sync``)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        _, book, route = self._path()
-        result, _ = call_sync(book, self._workers(), route, self._target, args, kwargs, None)
+        # The bound manager's book, route and workers, and the target, read once per call
+        # (the hot path of every decorated synchronous call); rebound if the default changed.
+        manager, book, route = self._path()
+        result, _ = call_sync(book, manager._workers, route, self._target, args, kwargs, None)
         return result  # type: ignore[no-any-return]
 
     def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
-        _, book, route = self._path()
+        manager, book, route = self._path()
         answer: tuple[R, PlatformSpec] = call_sync(
-            book, self._workers(), route, self._target, args, kwargs, None
+            book, manager._workers, route, self._target, args, kwargs, None
         )
         return answer
-
-    def _workers(self) -> Workers:
-        return self._path()[0]._workers
 
     def platform(
         self, name: str

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from logging import DEBUG
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from failover._core.errors import ConfigError
 from failover._engine import decide
@@ -89,61 +89,53 @@ def call_sync(
     kwargs: Mapping[str, Any],
     context: Mapping[str, Any] | None,
 ) -> Answer:
-    """One call down ``route``, blocking until it is answered."""
+    """One call down ``route``, blocking until it is answered.
+
+    The fast path (as the async ``_fast``, in this one frame: it is the hot path of every
+    synchronous call): the first platform's attempt in the caller's thread when the route has
+    nothing to apply per attempt, nobody records anything and that platform is ready.
+    """
     book.threaded = True  # a synchronous caller is one thread among any number
     # A call that requires capabilities needs admission's checks: not the fast path.
-    if route.plain and book.telemetry.quiet() and not (context and "require" in context):
-        return _fast(book, workers, route, func, args, kwargs, context)
-    return _observed(book, workers, Call(book, route, func, args, kwargs, context))
-
-
-def _fast(
-    book: Book,
-    workers: Workers,
-    route: Route,
-    func: Operation,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    context: Mapping[str, Any] | None,
-) -> Answer:
-    """The first ready platform's attempt in the caller's thread (see the async ``_fast``)."""
+    if not (route.plain and book.telemetry.quiet() and not (context and "require" in context)):
+        return _observed(book, workers, Call(book, route, func, args, kwargs, context))
     order = route.pairs if route.ordering is None else route.order(context)
     pair = order[0] if order and order[0].ready() else None
-    if pair is not None:
-        debug = logger.isEnabledFor(DEBUG)
-        if debug:
-            decide.selected(route.operation, pair)
-        clock = book.clock
-        started = clock.now()
-        try:
-            result = func(pair.spec, *args, **kwargs)
-        except BaseException as exc:
-            call = Call(book, route, func, args, kwargs, context)
-            call.tries = 1
-            failed = Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
-            answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
-            book.finish(call, answer[1].name)
-            return answer
-        ended = clock.now()
-        _refuse_awaitable(result, func)
-        book.ready_success(pair, ended - started, ended)
-        if debug:
-            decide.completed(route.operation, pair)
-        return result, pair.spec
-    call = Call(book, route, func, args, kwargs, context)
-    walked: Answer = drive(book, workers, call, walk(book, call, order))
-    book.finish(call, walked[1].name)
-    return walked
-
-
-def _refuse_awaitable(result: Any, func: Operation) -> None:
-    """Raise :class:`Misused` if the operation handed back a coroutine (an ``async def``, or a
-    plain function returning one): nothing would run it. It is closed, so no "never awaited"
-    warning and no side effect. (One type check: the answer of a plain function pays nothing
-    more.)"""
+    if pair is None:
+        call = Call(book, route, func, args, kwargs, context)
+        walked: Answer = drive(book, workers, call, walk(book, call, order))
+        book.finish(call, walked[1].name)
+        return walked
+    debug = logger.isEnabledFor(DEBUG)
+    if debug:
+        decide.selected(route.operation, pair)
+    clock = book.clock
+    started = clock.now()
+    try:
+        result = func(pair.spec, *args, **kwargs)
+    except BaseException as exc:
+        call = Call(book, route, func, args, kwargs, context)
+        call.tries = 1
+        failed = Tried(False, exc, started, clock.now(), not isinstance(exc, Exception))
+        answer: Answer = drive(book, workers, call, resume(book, call, order, failed))
+        book.finish(call, answer[1].name)
+        return answer
+    ended = clock.now()
     if type(result) is CoroutineType:
-        result.close()
-        raise Misused(_misuse(func), key="operation_func")
+        _refuse_awaitable(result, func)
+    book.ready_success(pair, ended - started, ended)
+    if debug:
+        decide.completed(route.operation, pair)
+    return result, pair.spec
+
+
+def _refuse_awaitable(result: CoroutineType[Any, Any, Any], func: Operation) -> NoReturn:
+    """Raise :class:`Misused`: the operation handed back a coroutine (an ``async def``, or a
+    plain function returning one) and nothing would run it. It is closed, so no "never
+    awaited" warning and no side effect. (The caller checks the type: the answer of a plain
+    function pays one check.)"""
+    result.close()
+    raise Misused(_misuse(func), key="operation_func")
 
 
 def _misuse(func: Operation) -> str:
@@ -263,7 +255,8 @@ def _attempt(
     left = _remaining(book, ends)
     if limit is None and math.isinf(left):
         result = func(pair.spec, *call.args, **call.kwargs)
-        _refuse_awaitable(result, func)
+        if type(result) is CoroutineType:
+            _refuse_awaitable(result, func)
         return result
     future = workers.submit(func, pair.spec, call.args, call.kwargs)
     wait = left if limit is None else min(limit, left)
@@ -274,7 +267,8 @@ def _attempt(
         if limit is not None and limit <= left:
             raise AttemptTimeout(limit) from None
         raise OutOfTime from None
-    _refuse_awaitable(result, func)
+    if type(result) is CoroutineType:
+        _refuse_awaitable(result, func)
     return result
 
 
