@@ -16,10 +16,11 @@ for text, image and video generation.
   :class:`ReplicatePredictions`, :class:`FalQueue`, :class:`BlackForestLabs`) down the chain
   and return a :class:`MediaResult`; jobs are polled as :class:`Polling` says.
 * Connections: :data:`DEFAULT_LIMITS` and one TLS context per process (:mod:`._pool`).
-* Discovery: every adapter's ``check(platform)`` (and ``check_sync``) asks the provider,
-  with a cheap read-only request, whether the key is accepted and the model exists, and
-  returns a :class:`PlatformCheck`; :func:`check_platforms` checks every platform of a
-  manager. A check records nothing on the manager.
+* Discovery: every adapter's ``check(platform)`` (and ``check_sync``, from
+  :class:`Discoverable`) asks the provider, with a cheap read-only request, whether the key
+  is accepted and the model exists, and returns a :class:`PlatformCheck`;
+  :func:`check_platforms` checks every platform of a manager. A check records nothing on the
+  manager.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from failover.http._check import (
     CHECK_TIMEOUT,
     CheckPlan,
     CheckProblem,
+    Discoverable,
     KeyStatus,
     Lookup,
     ModelStatus,
@@ -86,6 +88,7 @@ __all__ = [
     "ChatAdapter",
     "CheckPlan",
     "CheckProblem",
+    "Discoverable",
     "ErrorBody",
     "FalQueue",
     "HuggingFaceImages",
