@@ -366,6 +366,43 @@ def test_counters_reconcile_exactly_under_200_threads(anyio_backend: str) -> Non
     assert manager._book.threaded
 
 
+def test_the_manual_flow_reconciles_exactly_under_threads() -> None:
+    """The original manager's flow (get_platform, call, report) from many threads at once,
+    with the interpreter switching threads as often as it can: no count is lost."""
+    import sys
+
+    manager = make(failure_threshold=10**6)
+    calls_per_thread = 200
+
+    def caller(thread: int) -> None:
+        for index in range(calls_per_thread):
+            spec = manager.get_platform_sync(OP)
+            if index % 4 == 0:
+                manager.report_failure_sync(spec, OP, Transient("flaky"))
+            else:
+                manager.report_success_sync(spec, OP, response_time=0.01)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        run_threads(16, caller)
+    finally:
+        sys.setswitchinterval(interval)
+    alpha = manager.get_health_status()["alpha"]
+    assert alpha["total_requests"] == 16 * calls_per_thread
+    assert alpha["operations"][OP]["failures"] == 16 * calls_per_thread // 4
+    assert manager._book.threaded
+
+
+def test_one_thread_calling_synchronously_takes_no_lock() -> None:
+    manager = make()
+    for _ in range(3):
+        manager.with_fallback_sync(OP, answer_with_name)
+    assert not manager._book.threaded
+    run_threads(1, lambda _: manager.with_fallback_sync(OP, answer_with_name))
+    assert manager._book.threaded  # a second thread called: every update is locked from now
+
+
 # -- blocking operations in async code -------------------------------------------------------------
 
 pytestmark_async = pytest.mark.anyio

@@ -322,6 +322,7 @@ class PlatformManager:
         **context: Any,
     ) -> PlatformSpec:
         """:meth:`get_platform` for synchronous code (same answer, same errors)."""
+        self._book.arrive()
         route = self._route(operation)
         if type(attempt) is not int or attempt:  # the default 0 needs no check
             validate.integer("attempt", attempt, at_least=0, bare_type_error=True)
@@ -444,6 +445,7 @@ class PlatformManager:
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """:meth:`report_success` for synchronous code."""
+        self._book.arrive()
         pair = self._pair(spec, operation, "spec")
         response_time = self._response_time(response_time)
         with self._book.guard:
@@ -468,6 +470,7 @@ class PlatformManager:
         response_time: float | None = None,
     ) -> None:
         """:meth:`report_failure` for synchronous code."""
+        self._book.arrive()
         if not isinstance(error, BaseException):
             raise ConfigError(
                 f"report_failure(error=...) must be an exception instance, "
@@ -748,6 +751,8 @@ class PlatformManager:
         """
         background = self._background
         if background is not None and not background.running and not self._closed:
+            # Its thread applies the fleet's events and health checks: a second thread.
+            self._book.threaded = True
             background.start_thread()
         return self
 

@@ -17,6 +17,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from logging import DEBUG
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, Final
 
 from failover._core.breaker import CLOSED_PERMIT, BreakerState, Permit
@@ -118,6 +119,12 @@ class Book:
             self.owner = thread
         elif thread != self.owner:
             self.threaded = True
+
+    def arrive(self) -> None:
+        """:meth:`enter` for the current thread (what every entry point does first; the hot
+        paths inline it)."""
+        if not self.threaded and self.owner != get_ident():
+            self.enter(get_ident())
 
     @property
     def guard(self) -> AbstractContextManager[Any]:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from logging import DEBUG
+from threading import get_ident
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -95,7 +96,8 @@ def call_sync(
     synchronous call): the first platform's attempt in the caller's thread when the route has
     nothing to apply per attempt, nobody records anything and that platform is ready.
     """
-    book.threaded = True  # a synchronous caller is one thread among any number
+    if not book.threaded and book.owner != get_ident():
+        book.enter(get_ident())  # from the second thread on, every update is locked
     # A call that requires capabilities needs admission's checks: not the fast path.
     if not (route.plain and book.telemetry.quiet() and not (context and "require" in context)):
         return _observed(book, workers, Call(book, route, func, args, kwargs, context))
