@@ -180,6 +180,47 @@ def test_huge_retry_after_is_capped() -> None:
     assert verdict.retry_after == MAX_RETRY_AFTER_SECONDS
 
 
+@pytest.mark.parametrize(
+    ("message", "wait"),
+    [
+        ("Rate limit reached for gpt-4o-mini. Please try again in 20s.", 20.0),
+        ("Rate limit reached for gpt-4o-mini. Please try again in 820ms.", 0.82),
+        ("Rate limit reached on tokens per day. Please try again in 2m9.5s.", 129.5),
+        ("Request was throttled. Your rate limit resets in ~30s.", 30.0),
+        ("Request was throttled. Expected available in 1 second.", 1.0),
+        ("Please try again in 20 minutes.", None),  # not a duration failover reads
+        ("Please try again in 2h42m9.504s.", MAX_RETRY_AFTER_SECONDS),  # capped
+    ],
+)
+def test_without_a_header_the_wait_the_message_names_is_read(
+    message: str, wait: float | None
+) -> None:
+    # An SDK's exception may keep the body and drop the headers (replicate's does).
+    verdict = classify(http_error(429, {"detail": message}))
+    assert verdict == Classification(RATE_LIMITED, retry_after=wait, status_code=429)
+
+
+def test_the_header_wins_over_the_wait_in_words() -> None:
+    body = {"detail": "Request was throttled. Your rate limit resets in ~30s."}
+    verdict = classify(http_error(429, body, {"Retry-After": "12"}))
+    assert verdict.retry_after == 12.0
+
+
+def test_a_quota_message_that_names_a_wait_is_a_rate_limit() -> None:
+    # Gemini's per-minute and per-day quotas speak of quota and billing, then say when to
+    # come back: a wait, not an empty account.
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. "
+        "Please retry in 38.66s."
+    )
+    body = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}
+    verdict = classify(http_error(429, body))
+    assert verdict == Classification(RATE_LIMITED, retry_after=38.66, status_code=429)
+    # OpenAI's insufficient_quota is an empty account whatever else the text says.
+    quota = {"error": {"code": "insufficient_quota", "message": f"{message}"}}
+    assert classify(http_error(429, quota)).kind is CREDIT
+
+
 # -- auth -----------------------------------------------------------------------------------------
 
 

@@ -342,6 +342,36 @@ async def test_anthropic_stream(server: FakeProviderServer, client: httpx.AsyncC
     assert payloads[-2]["usage"]["output_tokens"] == len(text.split())
 
 
+async def test_gemini_native_api(server: FakeProviderServer, client: httpx.AsyncClient) -> None:
+    """Gemini's own generateContent, as google-genai calls it (base ``/google``)."""
+    url = f"{server.url}/google/v1beta/models/gemini-2.5-flash-lite"
+    body = {"contents": [{"role": "user", "parts": [{"text": "say hi"}]}]}
+    response = await client.post(f"{url}:generateContent", json=body)
+    assert response.status_code == 200
+    answer = response.json()
+    candidate = answer["candidates"][0]
+    assert candidate["content"]["role"] == "model"
+    assert candidate["content"]["parts"][0]["text"].startswith("Fake google reply:")
+    assert candidate["finishReason"] == "STOP"
+    assert answer["modelVersion"] == "gemini-2.5-flash-lite"
+    assert answer["usageMetadata"]["promptTokenCount"] == 2
+
+    streamed = await client.post(f"{url}:streamGenerateContent?alt=sse", json=body)
+    chunks = [json.loads(item) for item in sse_data(streamed.text)]
+    text = "".join(chunk["candidates"][0]["content"]["parts"][0]["text"] for chunk in chunks)
+    assert text.startswith("Fake google reply:")
+    assert [c["candidates"][0].get("finishReason") for c in chunks][-2:] == [None, "STOP"]
+
+    missing = await client.post(f"{url}:generateContent", json={})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["status"] == "INVALID_ARGUMENT"
+    server.set_behaviour("google", Behaviour.out_of_credits())
+    refused = await client.post(f"{url}:generateContent", json=body)
+    assert refused.status_code == 429
+    assert "credits are depleted" in refused.json()["error"]["message"]
+    assert server.stats()["google"] == {"total": 4, "ok": 2, "bad_request": 1, "credit": 1}
+
+
 async def read_stream_until_cut(
     client: httpx.AsyncClient, url: str, body: dict[str, Any]
 ) -> list[str]:
@@ -456,6 +486,7 @@ async def test_rate_limited(
         assert body["name"] == "rate_limit_exceeded"
     elif platform == "replicate":
         assert body["status"] == 429
+        assert body["detail"] == "Request was throttled. Your rate limit resets in ~2s."
     # a rate-limit answer must not read like a quota/billing one
     text = response.text.lower()
     assert not any(word in text for word in ("quota", "credit", "billing", "balance"))

@@ -8,7 +8,8 @@ Pure functions, no I/O, standard library only. The package, top to bottom:
   verdict it must get. A new provider error shape goes there.
 * :mod:`.rules`: an HTTP status and its body words -> verdict (:func:`classify_status`), and a
   bare message's words -> verdict.
-* :mod:`.retry_after`: ``Retry-After`` and ``retry-after-ms`` -> seconds, capped.
+* :mod:`.retry_after`: ``Retry-After``, ``retry-after-ms`` and a wait written in words
+  ("please retry in 37.5s") -> seconds, capped.
 * :mod:`.body`: a provider's error body (its JSON dialect) -> codes and message -> verdict.
 * :mod:`.exceptions`: :func:`classify`, which reads an exception (duck typing; httpx's errors
   by their class names, see there) and applies the above.

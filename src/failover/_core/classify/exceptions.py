@@ -8,10 +8,11 @@ text; and finally the message's words. Anything failover cannot classify counts 
 **httpx without importing httpx.** httpx is failover's HTTP layer, and its errors get the
 provider-aware reading (body dialects, ``retry-after-ms``, Gemini's ``RetryInfo``) with no
 set-up. The core imports nothing outside the standard library, so it recognises httpx's
-errors by their classes' names: an exception raised from the ``httpx`` package whose class
-hierarchy includes ``HTTPStatusError`` is read through its ``.response`` (``status_code``,
-``headers``, ``content``: all duck-typed), and one that includes ``RequestError`` (timeouts,
-refused and dropped connections) is transient. A registration hook installed by
+errors by their classes' names: an exception raised from the ``httpx`` package (or from
+``httpx2``, its fork under another name) whose class hierarchy includes ``HTTPStatusError``
+is read through its ``.response`` (``status_code``, ``headers``, ``content``: all
+duck-typed), and one that includes ``RequestError`` (timeouts, refused and dropped
+connections) is transient. A registration hook installed by
 ``failover.http`` on import was the alternative, and was rejected: the verdict on one and the
 same exception would then depend on whether something happened to import ``failover.http``
 first, so an application calling httpx directly would see its errors read one way in a
@@ -72,9 +73,12 @@ def caller_bugs_as_failures(exc: BaseException) -> Classification | None:
     return TRANSIENT if is_caller_bug(exc) else None
 
 
-#: The httpx exception classes read here, by name (see the module docstring).
+#: The httpx exception classes read here, by name (see the module docstring), and the
+#: packages they come from: httpx, and httpx2, its fork under another name (pydantic/httpx2,
+#: which google-genai uses; its timeouts reach failover unwrapped).
 _HTTPX_STATUS_ERROR: Final = "HTTPStatusError"
 _HTTPX_REQUEST_ERROR: Final = "RequestError"
+_HTTPX_PACKAGES: Final = ("httpx", "httpx2")
 
 
 def classify(exc: BaseException, classifiers: tuple[Classifier, ...] = ()) -> Classification:
@@ -150,7 +154,9 @@ def _classify_httpx(exc: Exception) -> Classification | None:
     """httpx's ``HTTPStatusError`` by its response, any ``RequestError`` as transient;
     ``None`` for httpx's other exceptions (they take the generic path)."""
     names = {
-        cls.__name__ for cls in type(exc).__mro__ if cls.__module__.partition(".")[0] == "httpx"
+        cls.__name__
+        for cls in type(exc).__mro__
+        if cls.__module__.partition(".")[0] in _HTTPX_PACKAGES
     }
     if _HTTPX_STATUS_ERROR in names:
         response = exc.response  # type: ignore[attr-defined]

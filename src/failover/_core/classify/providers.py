@@ -49,6 +49,23 @@ RATE_LIMIT_CODES: Final = (
 #: Gemini's ``RetryInfo``/``retryDelay``, per-minute limits.
 RATE_LIMIT_HINTS: Final = ("retryinfo", "retrydelay", "retry_delay", "per minute", "perminute")
 
+#: Where providers write how long to wait, for answers whose headers do not say it (an SDK's
+#: exception may keep only the body: replicate's ``ReplicateError`` drops the headers). Each
+#: pattern reads lower-cased text; its group is a duration (``37s``, ``820ms``,
+#: ``2h42m9.504s``) or a bare number of seconds. Gemini's ``RetryInfo`` as seen in an
+#: exception's text (``"retryDelay": "37s"``, or ``'retryDelay': '37s'`` in a dict's repr) and
+#: its message's "Please retry in 37.5s."; OpenAI and Groq "Please try again in 20s" (or
+#: ``820ms``, ``2h42m9.504s``); Replicate "Your rate limit resets in ~30s."; Django REST
+#: framework's "Expected available in 30 seconds." (an older Replicate wording). Read only for
+#: a 429, and a wait in words makes it a rate limit even when its message mentions quota or
+#: billing, like :data:`RATE_LIMIT_HINTS`.
+WAIT_PHRASES: Final = (
+    r"""retrydelay["']?\s*:\s*["']((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)["']""",
+    r"(?:try again|retry) in ~?((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)\b",
+    r"resets in ~?((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)\b",
+    r"expected available in (\d+(?:\.\d+)?) seconds?\b",
+)
+
 #: A 403 that means an empty account, besides the credit words: FAL's "User is locked.
 #: Reason: Exhausted balance."
 LOCKED_ACCOUNT_WORDS: Final = ("locked",)
@@ -125,6 +142,7 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
     "wait": " Please try again in 2s.",  # the wait, in words ("" when none is given)
     "retry_after": "2",  # Retry-After, whole seconds (the header is left out without one)
     "retry_after_ms": "2000",  # retry-after-ms (likewise)
+    "reset": " Your rate limit resets in ~2s.",  # Replicate's wait in words ("" when none)
 }
 _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 
@@ -672,7 +690,7 @@ SHAPES: Final[tuple[ErrorShape, ...]] = (
         "replicate",
         "rate_limited",
         429,
-        replicate_body(429, "Request was throttled.", "Request was throttled.{wait}"),
+        replicate_body(429, "Request was throttled", "Request was throttled.{reset}"),
         _RATE_LIMITED,
         headers=_RETRY_AFTER,
         retry_after=2.0,

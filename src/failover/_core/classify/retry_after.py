@@ -1,10 +1,14 @@
-"""How long a provider asks us to wait: ``Retry-After`` and ``retry-after-ms``, capped."""
+"""How long a provider asks us to wait: ``Retry-After`` and ``retry-after-ms``, or the wait
+its message writes in words; capped."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Final
+
+from failover._core.classify.providers import WAIT_PHRASES
 
 #: Upper bound on any Retry-After a provider sends (a hostile or buggy header cannot park
 #: a platform for a day). The manager applies its own, configurable cap on top.
@@ -62,3 +66,28 @@ def retry_after_header(headers: Mapping[str, object]) -> float | None:
     error, ``email.message.Message`` on urllib's ``HTTPError``): either spelling is read."""
     value = headers.get("retry-after")
     return parse_retry_after(headers.get("Retry-After") if value is None else value)
+
+
+_WAIT_PHRASES: Final = tuple(re.compile(pattern) for pattern in WAIT_PHRASES)
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+#: A duration's units: seconds = amount * multiplier / divisor (milliseconds divide, so
+#: "820ms" is 0.82 s exactly, not 0.8200000000000001).
+_UNITS: Final = {"h": (3600.0, 1.0), "m": (60.0, 1.0), "s": (1.0, 1.0), "ms": (1.0, 1000.0)}
+
+
+def retry_after_in_words(text: str) -> float | None:
+    """The wait a (lower-cased) error message writes in words, in seconds, capped: "please
+    retry in 37.5s", "try again in 2h42m9.504s", "resets in ~30s" (the phrases of
+    :data:`~.providers.WAIT_PHRASES`); ``None`` when it names none."""
+    for phrase in _WAIT_PHRASES:
+        match = phrase.search(text)
+        if match is None:
+            continue
+        duration = match.group(1)
+        parts = _DURATION_PART.findall(duration)
+        if not parts:  # a bare number: seconds
+            return parse_retry_after(float(duration))
+        return parse_retry_after(
+            sum(float(amount) * _UNITS[unit][0] / _UNITS[unit][1] for amount, unit in parts)
+        )
+    return None

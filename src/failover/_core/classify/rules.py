@@ -22,6 +22,7 @@ from failover._core.classify.providers import (
     RATE_LIMIT_CODES,
     RATE_LIMIT_HINTS,
 )
+from failover._core.classify.retry_after import retry_after_in_words
 
 #: Credit, quota and billing words. "balance" must not match "load balancer".
 _CREDIT_PATTERN: Final = re.compile(
@@ -61,10 +62,14 @@ def classify_status(
     if status == 429:
         # An empty account can arrive as a 429 (OpenAI's insufficient_quota, Gemini's billing
         # RESOURCE_EXHAUSTED). A rate-limit message may mention billing ("add a payment
-        # method to raise your limit"), so an explicit rate-limit code wins over credit words.
+        # method to raise your limit"), so an explicit rate-limit code wins over credit words,
+        # and so does a wait the message names ("please retry in 37.5s").
         if has(text, QUOTA_CODES):
             return Classification(ErrorKind.CREDIT_EXHAUSTED, status_code=status)
-        if has(text, RATE_LIMIT_CODES) or has(text, RATE_LIMIT_HINTS):
+        in_words = retry_after_in_words(text)
+        if retry_after is None:
+            retry_after = in_words
+        if has(text, RATE_LIMIT_CODES) or has(text, RATE_LIMIT_HINTS) or in_words is not None:
             return Classification(
                 ErrorKind.RATE_LIMITED, retry_after=retry_after, status_code=status
             )

@@ -22,6 +22,8 @@ platform                                   endpoints
 =========================================  ===================================================
 openai, groq, xai, together, google        ``POST /<platform>/v1/chat/completions``
 (OpenAI-compatible; base ``/<p>/v1``)      (``"stream": true`` answers server-sent events)
+google, its own API (google-genai's)       ``POST /google/v1beta/models/<m>:generateContent``,
+(base ``server.url + "/google"``)          ``...:streamGenerateContent?alt=sse`` (``v1`` too)
 anthropic (base ``/anthropic``)            ``POST /anthropic/v1/messages`` (also streaming)
 stability (base ``/stability``)            ``POST /stability/v2beta/stable-image/...``
                                            (e.g. ``edit/inpaint``; any body, multipart too)

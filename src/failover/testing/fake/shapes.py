@@ -233,6 +233,9 @@ def behaviour_error(
         retry_after = behaviour.retry_after
         values["model"] = request.model
         values["wait"] = "" if retry_after is None else f" Please try again in {retry_after:g}s."
+        values["reset"] = (
+            "" if retry_after is None else f" Your rate limit resets in ~{retry_after:g}s."
+        )
         values["retry_after"] = None if retry_after is None else str(math.ceil(retry_after))
         values["retry_after_ms"] = None if retry_after is None else str(round(retry_after * 1000))
     elif situation == "bad_key":
@@ -305,6 +308,8 @@ def _invalid_request(dialect: str, message: str, param: str | None) -> Reply:
 
 def route(platform: str, method: str, rest: list[str]) -> str | None:
     """Which endpoint ``method /<platform>/<rest>`` is, or ``None``."""
+    if platform == "google" and method == "POST" and _gemini_native(rest):
+        return "gemini_stream" if rest[2].endswith(":streamGenerateContent") else "gemini"
     if platform in OPENAI_COMPATIBLE_PLATFORMS:
         if method == "POST" and rest in (
             ["v1", "images", "generations"],
@@ -338,6 +343,18 @@ def route(platform: str, method: str, rest: list[str]) -> str | None:
             return _fal_queue_route(method, rest[1:])
         return "fal" if method == "POST" and rest else None
     return _media_route(platform, method, rest)
+
+
+def _gemini_native(rest: list[str]) -> bool:
+    """Gemini's own API, as google-genai calls it (base ``/google``):
+    ``v1beta/models/<model>:generateContent`` and ``...:streamGenerateContent?alt=sse``
+    (``v1`` too, google-genai's default version)."""
+    return (
+        len(rest) == 3
+        and rest[0] in ("v1", "v1beta")
+        and rest[1] == "models"
+        and rest[2].endswith((":generateContent", ":streamGenerateContent"))
+    )
 
 
 def _fal_queue_route(method: str, rest: list[str]) -> str | None:
@@ -381,6 +398,8 @@ def parse_and_validate(request: Request, dialect: str) -> Reply | None:
                 return _invalid_request(
                     dialect, "We could not parse the JSON body of your request.", None
                 )
+    if request.route in ("gemini", "gemini_stream"):
+        return _invalid_gemini_request(request, dialect)
     if request.route not in ("chat", "messages"):
         return None
     data = request.json
@@ -398,6 +417,19 @@ def parse_and_validate(request: Request, dialect: str) -> Reply | None:
     return None
 
 
+def _invalid_gemini_request(request: Request, dialect: str) -> Reply | None:
+    """Gemini's 400 for a body without ``contents`` (what generateContent requires)."""
+    data = request.json
+    if not isinstance(data, dict):
+        return _invalid_request(dialect, "Invalid JSON payload received.", None)
+    contents = data.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return _invalid_request(
+            dialect, "* GenerateContentRequest.contents: contents is not specified", None
+        )
+    return None
+
+
 # -- successes --------------------------------------------------------------------------------
 
 
@@ -407,6 +439,8 @@ def success(request: Request, rng: random.Random, server_url: str) -> Response:
         return _chat_completion(request, rng)
     if request.route == "messages":
         return _anthropic_message(request, rng)
+    if request.route in ("gemini", "gemini_stream"):
+        return _gemini_content(request, rng)
     if request.route == "stability":
         seed = rng.randrange(2**32)
         if request.headers.get("accept", "").startswith("image/"):
@@ -620,3 +654,43 @@ def _anthropic_message(request: Request, rng: random.Random) -> Response:
         _sse({"type": "message_stop"}, "message_stop"),
     ]
     return StreamReply(events, headers=headers)
+
+
+def _gemini_content(request: Request, rng: random.Random) -> Response:
+    """A ``GenerateContentResponse``: one candidate; streamed, one per word (``alt=sse``)."""
+    words = _reply_words(request.platform, rng)
+    model = request.path.rsplit("/", 1)[-1].partition(":")[0]
+    data = request.json if isinstance(request.json, dict) else {}
+    prompt_tokens = 0
+    for content in data.get("contents", []):
+        for part in content.get("parts", []) if isinstance(content, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                prompt_tokens += len(part["text"].split())
+    usage = {
+        "promptTokenCount": max(prompt_tokens, 1),
+        "candidatesTokenCount": len(words),
+        "totalTokenCount": max(prompt_tokens, 1) + len(words),
+    }
+    response_id = f"{rng.getrandbits(96):024x}"
+
+    def answer(text: str, finished: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "index": 0,
+        }
+        if finished:
+            candidate["finishReason"] = "STOP"
+        return {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": model,
+            "responseId": response_id,
+        }
+
+    if request.route == "gemini":
+        return json_reply(200, answer(" ".join(words), True))
+    last = len(words) - 1
+    events = [
+        _sse(answer(word if i == 0 else f" {word}", i == last)) for i, word in enumerate(words)
+    ]
+    return StreamReply(events)
