@@ -35,7 +35,6 @@ from test_redis_support import (
     free_port,
     manager,
     pair_state,
-    require_redis,
     unique_namespace,
     wait_for,
 )
@@ -43,11 +42,6 @@ from test_redis_support import (
 pytestmark = pytest.mark.anyio
 
 OP = "text_generation"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return require_redis()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -16,25 +15,10 @@ from test_redis_support import (
     ENVIRON,
     PRIORITIES,
     PrivateRedis,
-    delete_namespace,
     free_port,
-    require_redis,
-    unique_namespace,
 )
 
 OP = "text_generation"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return require_redis()
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    name = unique_namespace()
-    yield name
-    anyio.run(delete_namespace, redis_url, name)
 
 
 async def _fleet_state(url: str, namespace: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -24,7 +24,6 @@ from test_redis_support import (
     delete_namespace,
     finish,
     read_line,
-    require_redis,
     spawn,
     tell,
     unique_namespace,
@@ -37,11 +36,6 @@ STARTUP = 30.0  # seconds a worker may take to import and connect on a loaded ma
 
 
 @pytest.fixture
-def redis_url() -> str:
-    return require_redis()
-
-
-@pytest.fixture
 async def namespace(redis_url: str) -> AsyncIterator[str]:
     name = unique_namespace()
     yield name
@@ -51,14 +45,6 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
         keys = [key async for key in client.scan_iter(match=f"failover-test:{name}:*")]
         if keys:
             await client.delete(keys)
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        finish(process)
 
 
 def local_manager(url: str, namespace: str, **kwargs: Any) -> PlatformManager:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -22,12 +21,9 @@ from failover.testing import FakeClock
 from test_redis_support import (
     OP,
     PrivateRedis,
-    delete_namespace,
-    finish,
     manager,
     pair_state,
     read_line,
-    require_redis,
     spawn,
     tell,
     unique_namespace,
@@ -38,26 +34,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 STARTUP = 30.0  # seconds a worker may take to import and connect on a loaded machine
 BACKGROUND = "failover-background"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return require_redis()
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    name = unique_namespace()
-    yield name
-    anyio.run(delete_namespace, redis_url, name)
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        finish(process)
 
 
 def background_threads() -> int:
