@@ -20,7 +20,13 @@ from failover._observe.scrub import Scrubber
 from failover.http._blocking import SyncClients, blocking
 from failover.http._check import Discoverable
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
-from failover.http._pool import DEFAULT_LIMITS, context_for, prepare_tls
+from failover.http._pool import (
+    DEFAULT_LIMITS,
+    async_transport,
+    context_for,
+    prepare_tls,
+    sync_transport,
+)
 from failover.http._result import TextResult, record_on_span
 from failover.http._streaming import StreamDecoder, TextStream
 
@@ -350,7 +356,7 @@ class ChatAdapter(Discoverable):
             timeout=self.timeout,
             limits=self.limits,
             headers=self._headers,
-            transport=self._transport,
+            transport=self._transport or async_transport(base_url, self.limits),
             verify=context_for(base_url),
         )
         self._clients[name] = client
@@ -370,7 +376,7 @@ class ChatAdapter(Discoverable):
             timeout=self.timeout,
             limits=self.limits,
             headers=self._headers,
-            transport=self._sync_transport,
+            transport=self._sync_transport or sync_transport(base_url, self.limits),
             verify=context_for(base_url),
         )
 

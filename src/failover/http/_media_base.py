@@ -23,7 +23,13 @@ from failover.http._classify import error_from_body, read_error_body, to_provide
 from failover.http._jobs import Polling
 from failover.http._media_input import ImageInfo
 from failover.http._media_result import MediaResult
-from failover.http._pool import DEFAULT_LIMITS, context_for, prepare_tls
+from failover.http._pool import (
+    DEFAULT_LIMITS,
+    async_transport,
+    context_for,
+    prepare_tls,
+    sync_transport,
+)
 
 #: Image and video calls take longer than chat: Replicate's ``Prefer: wait`` alone holds a
 #: request for up to a minute.
@@ -260,7 +266,7 @@ class MediaAdapter(Discoverable):
             timeout=self.timeout,
             limits=self.limits,
             headers=self._headers,
-            transport=self._transport,
+            transport=self._transport or async_transport(base_url, self.limits),
             verify=context_for(base_url),
         )
         self._clients[name] = client
@@ -280,7 +286,7 @@ class MediaAdapter(Discoverable):
             timeout=self.timeout,
             limits=self.limits,
             headers=self._headers,
-            transport=self._sync_transport,
+            transport=self._sync_transport or sync_transport(base_url, self.limits),
             verify=context_for(base_url),
         )
 
