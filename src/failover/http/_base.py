@@ -169,6 +169,7 @@ class ChatAdapter(Discoverable):
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._sync_clients = SyncClients()
         self._scrubbers: dict[str, Scrubber] = {}
+        self._endpoints: dict[str, httpx.URL] = {}
         self._streams: weakref.WeakSet[TextStream] = weakref.WeakSet()
         self._closed = False
 
@@ -410,8 +411,11 @@ class ChatAdapter(Discoverable):
     ) -> httpx.Response:
         sync = blocking()
         client = self.sync_client(platform) if sync else await self._client(platform)
+        endpoint = self._endpoints.get(platform.name)
+        if endpoint is None:  # joined once: httpx parses and joins a relative URL every time
+            endpoint = self._endpoints[platform.name] = joined(client.base_url, self.path)
         request = client.build_request(
-            "POST", self.path, json=body, headers=self._key_headers(platform)
+            "POST", endpoint, json=body, headers=self._key_headers(platform)
         )
         request.stream = RequestBody(request.content)
         scrub = self._scrub(platform)
@@ -472,6 +476,11 @@ class ChatAdapter(Discoverable):
         where = self.base_url or "default base URLs"
         names = sorted({*self._clients, *self._sync_clients.names()})
         return f"<{type(self).__name__} {where}, clients for {names}>"
+
+
+def joined(base_url: httpx.URL, path: str) -> httpx.URL:
+    """``path`` under a client's ``base_url``, as the client joins a relative URL."""
+    return base_url.copy_with(raw_path=base_url.raw_path + path.lstrip("/").encode("ascii"))
 
 
 def optional_int(value: object) -> int | None:
