@@ -34,6 +34,7 @@ from failover.http import (
     TextResult,
     TokenPrice,
 )
+from failover.http._base import joined
 from failover.testing import Behaviour, FakeProviderServer
 
 pytestmark = pytest.mark.anyio
@@ -479,3 +480,16 @@ async def test_configuration_mistakes_are_named(server: FakeProviderServer) -> N
     chat = TextGeneration(manager, base_urls={"mystery": server.base_url("together")})
     assert isinstance(chat.adapter("mystery"), OpenAICompatibleChat)
     await manager.aclose()
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://h.test/openai/v1", "http://h.test/v1/", "http://h.test", "http://h.test/a?q=1"],
+)
+@pytest.mark.parametrize("path", ["chat/completions", "/v1/messages"])
+def test_the_endpoint_is_joined_as_the_client_joins_a_relative_url(
+    base_url: str, path: str
+) -> None:
+    client = httpx.Client(base_url=base_url)
+    assert joined(client.base_url, path) == client.build_request("POST", path).url
+    client.close()
