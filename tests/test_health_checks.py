@@ -434,3 +434,120 @@ async def test_each_check_is_a_root_span_with_its_outcome_and_transition(
         "health check passed"
     ]
     provider.shutdown()
+
+
+# -- with the HTTP adapters' own check, against the fake providers ------------------------------
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+async def test_an_adapter_check_closes_a_recovered_pair_and_ends_a_key_cool_down(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``manager.set_health_check(platform, text.check)``: the provider's cheapest read-only
+    request decides; no chat request is spent on the recovery."""
+    from failover.http import TextGeneration
+    from failover.testing import Behaviour, FakeProviderServer
+    from test_redis_support import wait_for
+
+    keys = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "GROQ_API_KEY": "gsk_test_0123456789"}
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)  # the adapters read the process environment
+    async with FakeProviderServer(seed=7) as server:
+        manager = PlatformManager(
+            {"text_generation": [("openai", "gpt-4o-mini"), ("groq", "llama-3.3-70b")]},
+            clock=FakeClock(),
+            health_checks=HealthChecks(interval=10),
+        )
+        text = TextGeneration(
+            manager, base_urls={name: server.base_url(name) for name in ("openai", "groq")}
+        )
+        manager.set_health_check("openai", text.check)
+
+        def openai() -> dict[str, Any]:
+            found: dict[str, Any] = manager.get_health_status()["openai"]
+            return found
+
+        async with manager:
+            server.set_behaviour("openai", Behaviour.overloaded())
+            for _ in range(3):
+                await text.complete(HI)
+            assert openai()["operations"]["text_generation"]["state"] == "open"
+            server.set_behaviour("openai", Behaviour.healthy())
+            chats = server.stats()["openai"]["total"]
+            await tick(manager, 10)
+            await wait_for(
+                lambda: openai()["operations"]["text_generation"]["state"] == "closed",
+                10,
+                "the check to close the pair",
+            )
+            assert openai()["operations"]["text_generation"]["last_check_ok"] is True
+            assert server.stats()["openai"]["total"] == chats + 1  # one lookup, no chat
+            # A rejected key: the platform cools down for auth, then a rotated key ends it.
+            server.set_behaviour("openai", Behaviour.bad_key())
+            assert (await text.complete(HI)).platform == "groq"
+            assert openai()["cooldown_reason"] == "auth"
+            server.set_behaviour("openai", Behaviour.healthy())
+            await tick(manager, 10)
+            await wait_for(lambda: openai()["cooldown_reason"] is None, 10, "the key cool-down")
+
+
+async def test_a_check_that_proves_nothing_changes_nothing(anyio_backend: str) -> None:
+    """FAL has no cheap request to ask: its adapter check is inconclusive, nothing moves."""
+    from failover import CheckInconclusive
+
+    async def cannot_tell(spec: PlatformSpec) -> None:
+        raise CheckInconclusive("no request to ask")
+
+    manager = make(cannot_tell, interval=10)
+    async with manager:
+        await open_pair(manager)
+        await tick(manager, 10)
+        assert state(manager)["state"] == "open"
+        assert state(manager)["last_check_ok"] is None
+        assert state(manager)["last_check_error"] == "inconclusive"
+
+
+def test_set_health_check_needs_health_checks_and_a_known_platform() -> None:
+    plain = PlatformManager(PRIORITIES, environ=ENVIRON)
+    with pytest.raises(ConfigError, match="set_health_check needs health checks configured"):
+        plain.set_health_check("replicate", Probe())
+    manager = PlatformManager(PRIORITIES, environ=ENVIRON, health_checks=HealthChecks())
+    with pytest.raises(ConfigError, match="platform 'replicat' is in no priority list"):
+        manager.set_health_check("replicat", Probe())
+    with pytest.raises(ConfigError, match="the health check of 'replicate' must be callable"):
+        manager.set_health_check("replicate", "not a function")  # type: ignore[arg-type]
+
+
+def test_a_platform_check_raises_what_it_found() -> None:
+    from failover import AuthFailed, BadRequest, CheckInconclusive, RateLimited
+    from failover.http import CheckProblem, KeyStatus, ModelStatus, PlatformCheck
+
+    def found(**fields: Any) -> PlatformCheck:
+        settings: dict[str, Any] = {
+            "platform": "openai",
+            "model": "gpt-4o-mini",
+            "key": KeyStatus.ACCEPTED,
+            "model_status": ModelStatus.FOUND,
+        }
+        return PlatformCheck(**(settings | fields))
+
+    found().raise_for_problem()  # ok: nothing raised
+    cases: list[tuple[dict[str, Any], type[BaseException]]] = [
+        ({"key": KeyStatus.REJECTED, "model_status": ModelStatus.NOT_CHECKED}, AuthFailed),
+        ({"model_status": ModelStatus.MISSING}, BadRequest),
+        ({"problem": CheckProblem.OUT_OF_CREDITS}, CreditExhausted),
+        ({"problem": CheckProblem.RATE_LIMITED}, RateLimited),
+        ({"problem": CheckProblem.UNREACHABLE}, Transient),
+        ({"problem": CheckProblem.PROVIDER_ERROR}, Transient),
+        (
+            {"key": KeyStatus.NOT_CHECKED, "model_status": ModelStatus.NOT_CHECKED},
+            CheckInconclusive,
+        ),
+    ]
+    for fields, raised in cases:
+        with pytest.raises(raised):
+            found(**fields).raise_for_problem()
+    with pytest.raises(BadRequest) as missing:
+        found(model_status=ModelStatus.MISSING).raise_for_problem()
+    assert missing.value.reason == "not_found"

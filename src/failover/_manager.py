@@ -22,7 +22,7 @@ from failover._core.health import aggregate
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
-from failover._engine.checks import Checker, HealthChecks
+from failover._engine.checks import Check, Checker, HealthChecks
 from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
 from failover._engine.fleet import FleetLink
@@ -641,6 +641,29 @@ class PlatformManager:
                 operation is None or pair.operation == operation
             ):
                 pair.stats = PairStats()
+
+    def set_health_check(self, platform: PlatformSpec | str, check: Check | None) -> None:
+        """Check ``platform`` in the background with ``check`` from now on (``None`` stops).
+
+        For a check made after the manager, such as an HTTP adapter's:
+        ``manager.set_health_check("openai", text.check)``. Needs ``health_checks=`` (its
+        interval and bounds apply); see :class:`HealthChecks`.
+        """
+        name = _platform_name(platform, "platform")
+        if self._checker is None:
+            raise ConfigError(
+                "set_health_check needs health checks configured: "
+                "PlatformManager(..., health_checks=HealthChecks(interval=..., ...))",
+                key="health_checks",
+            )
+        if name not in self._platforms:
+            raise ConfigError(
+                f"set_health_check: platform {name!r} is in no priority list "
+                f"(known: {', '.join(sorted(self._platforms))})",
+                key="platform",
+            )
+        with self._book.lock:
+            self._checker.set_check(name, check)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -24,6 +24,11 @@ class FailoverError(Exception):
     """Base class of every exception failover defines."""
 
 
+class CheckInconclusive(FailoverError):
+    """Raised by a health check that could not tell whether the platform is healthy (its
+    provider has no request to ask, say): the check changes nothing."""
+
+
 class ConfigError(FailoverError, ValueError):
     """A setting or argument is wrong. The message names where, which key, and what is wrong."""
 

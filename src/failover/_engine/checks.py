@@ -40,7 +40,7 @@ import anyio
 from failover._core import validate
 from failover._core.breaker import BreakerState, Transition
 from failover._core.classify import Classification, ErrorKind, classify
-from failover._core.errors import Transient
+from failover._core.errors import CheckInconclusive, Transient
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import get_logger
@@ -57,25 +57,30 @@ logger = get_logger("failover")
 #: A platform's check: called with the pair's :class:`PlatformSpec`; a plain function runs in a
 #: worker thread, a coroutine function on the event loop. It passes by returning, fails by
 #: raising (classified like an attempt's error) or by returning an object whose ``ok`` is
-#: false; a returned object's ``raise_for_problem()`` is called when it has one.
+#: false; a returned object's ``raise_for_problem()`` is called when it has one (the HTTP
+#: adapters' ``check`` results). Raising :class:`CheckInconclusive` changes nothing.
 Check = Callable[[PlatformSpec], Any]
 
 #: The classification of a check that did not answer within ``timeout``.
 TIMED_OUT: Final = Classification(ErrorKind.TRANSIENT, "health_check_timeout")
+#: A check that raised :class:`CheckInconclusive`: no verdict, nothing changes.
+INCONCLUSIVE: Final = Classification(ErrorKind.REQUEST, "inconclusive")
 
 
 @dataclass(frozen=True, slots=True)
 class HealthChecks:
     """Opt-in background health checks (see ``docs/concepts.md``, "Health checks").
 
-    ``checks`` maps a platform name to its check (every operation of the platform uses it).
+    ``checks`` maps a platform name to its check (every operation of the platform uses it);
+    :meth:`PlatformManager.set_health_check` adds one later (an HTTP adapter's ``check``,
+    made after the manager).
     ``interval``: a pair is checked at most once per interval (fleet-wide with shared state).
     ``idle_after``: also check closed pairs that saw no request (and no check) for this many
     seconds; ``None`` checks only open and key-rejected pairs. ``timeout``: a check's own
     time limit. ``max_concurrent``: checks in flight at once, per manager.
     """
 
-    checks: Mapping[str, Check]
+    checks: Mapping[str, Check] = field(default_factory=dict)
     interval: float = 30.0
     idle_after: float | None = None
     timeout: float = 10.0
@@ -119,11 +124,25 @@ class Checker:
         self.settings = settings
         self.book = book
         self.clock = book.clock
-        self.pairs = [pair for pair in pairs.values() if settings.check_for(pair.spec.name)]
+        self.all_pairs = list(pairs.values())
+        self.checks: dict[str, Check] = dict(settings.checks)
+        self.pairs = [pair for pair in self.all_pairs if pair.spec.name in self.checks]
         self.records: dict[tuple[str, str], CheckRecord] = {}
         #: Pairs an operator opened or closed (left alone until reset).
         self.by_hand: set[tuple[str, str]] = set()
         self._started_at = 0.0
+
+    def set_check(self, platform: str, check: Check | None) -> None:
+        """Check ``platform`` with ``check`` from now on (``None``: stop checking it)."""
+        checks = dict(self.checks)
+        if check is None:
+            checks.pop(platform, None)
+        else:
+            checks[platform] = validate.callable_(
+                "check", check, label=f"the health check of {platform!r}"
+            )
+        self.checks = checks
+        self.pairs = [pair for pair in self.all_pairs if pair.spec.name in self.checks]
 
     @property
     def tick(self) -> float:
@@ -205,29 +224,30 @@ class Checker:
             slots.release()
 
     async def check(self, pair: Pair, why: str) -> bool | None:
-        """Check one pair now; ``True``/``False`` for its outcome, ``None`` if another process
-        holds the claim."""
+        """Check one pair now; ``True``/``False`` for its outcome, ``None`` when there is none
+        (another process holds the claim, or the check was inconclusive)."""
         fleet = self.book.fleet
         if fleet is not None and not await fleet.claim_check(pair, self.settings.interval):
             logger.debug("Health check of %s/%s runs in another process", *pair.key)
             return None
-        check = self.settings.check_for(pair.spec.name)
-        assert check is not None
+        check = self.checks.get(pair.spec.name)
+        if check is None:
+            return None  # removed since it was found due
         telemetry = self.book.telemetry
         tracer = telemetry.tracer()
         operation = pair.operation
         span = None if tracer is None else telemetry.start_check(tracer, pair.spec, operation, why)
         with nullcontext() if span is None else use_span(span, end_on_exit=True):
             verdict = await self._run_check(check, pair)
+            passed = None if verdict is INCONCLUSIVE else verdict is None
             with self.book.lock:
-                self.records[pair.key] = CheckRecord(
-                    self.clock.now(), verdict is None, None if verdict is None else verdict.label
-                )
+                error = None if verdict is None else verdict.reason or verdict.label
+                self.records[pair.key] = CheckRecord(self.clock.now(), passed, error)
                 if verdict is None:
                     self._passed(pair, why)
                 elif verdict.kind not in (ErrorKind.CALLER_BUG, ErrorKind.REQUEST):
                     self._failed(pair, why, verdict)
-                elif verdict.kind is ErrorKind.REQUEST:
+                elif verdict is not INCONCLUSIVE and verdict.kind is ErrorKind.REQUEST:
                     logger.warning(
                         "Health check of %s for %s was refused as a bad request (%s): the "
                         "check itself needs fixing",
@@ -236,10 +256,9 @@ class Checker:
                         verdict.reason or verdict.label,
                     )
             if span is not None:
-                span.set_attribute(
-                    "failover.check.outcome", "passed" if verdict is None else "failed"
-                )
-        return verdict is None
+                outcome = {True: "passed", False: "failed", None: "inconclusive"}[passed]
+                span.set_attribute("failover.check.outcome", outcome)
+        return passed
 
     async def _run_check(self, check: Check, pair: Pair) -> Classification | None:
         """Run ``check`` within the timeout: ``None`` when it passed, else its verdict."""
@@ -247,6 +266,9 @@ class Checker:
         with self.clock.cancel_scope(self.settings.timeout) as scope:
             try:
                 _passed(await _run(check, pair.spec))
+            except CheckInconclusive:
+                logger.debug("Health check of %s for %s was inconclusive", *pair.key)
+                return INCONCLUSIVE
             except Exception as exc:
                 verdict = classify(exc, pair.classifiers)
                 span = current_recording_span()
@@ -320,6 +342,7 @@ def _passed(result: Any) -> None:
     """Raise when a check's return value says it failed."""
     raise_for_problem = getattr(result, "raise_for_problem", None)
     if callable(raise_for_problem):
-        raise_for_problem()
+        raise_for_problem()  # it says what the problem is, or that there is none
+        return
     if result is False or getattr(result, "ok", True) is False:
         raise Transient("the health check reported a problem")

@@ -40,6 +40,14 @@ import httpx
 from failover._core import validate
 from failover._core.classify import ErrorBody, classify_body, parse_error_body, retry_after_of
 from failover._core.classify.kinds import ErrorKind
+from failover._core.errors import (
+    AuthFailed,
+    BadRequest,
+    CheckInconclusive,
+    CreditExhausted,
+    RateLimited,
+    Transient,
+)
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._blocking import blocking, run_blocking
@@ -146,6 +154,33 @@ class PlatformCheck:
             parts.append(_MODEL_WORDS[self.model_status])
         text = ", ".join(parts)
         return f"{text}: {self.detail}" if self.detail else text
+
+    def raise_for_problem(self) -> None:
+        """Raise what the check found, as failover's own errors, so a health check
+        (:class:`failover.HealthChecks`) books it like an attempt's failure; return when
+        :attr:`ok`.
+
+        A rejected key raises :class:`~failover.AuthFailed`; out of credits
+        :class:`~failover.CreditExhausted`; rate limited :class:`~failover.RateLimited`; an
+        unreachable provider or a provider error :class:`~failover.Transient`; a missing
+        model :class:`~failover.BadRequest` (``not_found``: the configuration's fault, not
+        the platform's health); a check that proved nothing (no request to ask, as for FAL)
+        :class:`~failover.CheckInconclusive`. The messages carry :attr:`detail` (scrubbed).
+        """
+        if self.ok:
+            return
+        detail = self.summary()
+        if self.key is KeyStatus.REJECTED:
+            raise AuthFailed(detail, status_code=None)
+        if self.model_status is ModelStatus.MISSING:
+            raise BadRequest(detail, reason="not_found", status_code=None)
+        if self.problem is CheckProblem.OUT_OF_CREDITS:
+            raise CreditExhausted(detail, status_code=None)
+        if self.problem is CheckProblem.RATE_LIMITED:
+            raise RateLimited(detail, status_code=None)
+        if self.problem is not None:
+            raise Transient(detail, status_code=None)
+        raise CheckInconclusive(detail)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the fields, ``status`` and ``ok``)."""
