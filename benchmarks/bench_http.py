@@ -13,9 +13,12 @@ with the worst round beside it.
   requests with its default client, and LiteLLM Router's ``acompletion`` (text);
 * outage and credit exhaustion: the primary answers 503 (or out of credits) from the start;
   100 callers and 1 caller; how many requests reach the dead primary, the wall time and the
-  callers' failures.
-* ``--compare-limits``: throughput only, ``TextGeneration`` with today's pool limits (httpx's
-  defaults, 20 kept alive) beside the former ones (100 kept alive) and raw httpx.
+  callers' failures;
+* memory: what a platform client adds, its adapter included (tracemalloc), for a chat and an
+  image adapter, on an ``https://`` and a plain ``http://`` base URL;
+* ``--compare-pools``: throughput only, raw httpx beside ``TextGeneration`` and
+  ``ImageGeneration`` on failover's pool (``failover.http._pool``) and on httpcore's own pool
+  (as before failover's), same limits, and ``TextGeneration`` with 100 kept alive.
 
 LiteLLM is optional (``pip install failover[bench]``); without it, its rows say so.
 """
@@ -23,12 +26,14 @@ LiteLLM is optional (``pip install failover[bench]``); without it, its rows say 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,7 +41,14 @@ import anyio
 import httpx
 
 from failover import PlatformManager
-from failover.http import ImageGeneration, OpenAICompatibleChat, TextGeneration
+from failover.http import (
+    DEFAULT_LIMITS,
+    ImageGeneration,
+    OpenAICompatibleChat,
+    StabilityImages,
+    TextGeneration,
+)
+from failover.http._pool import context_for, tls_context
 
 KEYS = {"OPENAI_API_KEY": "sk-bench-0123456789", "GROQ_API_KEY": "gsk_bench_0123456789"}
 KEYS |= {"STABILITY_API_KEY": "sk-stab-bench-0123", "REPLICATE_API_TOKEN": "r8_bench_0123"}
@@ -68,7 +80,7 @@ def admin(url: str, path: str, body: object | None = None) -> Any:
 
 
 async def variants(
-    url: str, stack: list[Callable[[], Awaitable[None]]], compare_limits: bool = False
+    url: str, stack: list[Callable[[], Awaitable[None]]], compare_pools: bool = False
 ) -> dict[str, Call]:
     os.environ.update(KEYS)
     text_manager = PlatformManager({"text_generation": [("openai", "gpt-4o-mini")]})
@@ -101,11 +113,21 @@ async def variants(
         "raw httpx: Stability image": raw_image,
         "ImageGeneration.generate (Stability)": lambda: images.generate("a cat"),
     }
-    if compare_limits:  # the pool failover used before: 100 connections, all kept alive
+    if compare_pools:
+        # A transport given to an adapter is used as it is: httpcore's own pool, same limits.
+        def own_pool() -> httpx.AsyncHTTPTransport:
+            return httpx.AsyncHTTPTransport(verify=context_for(url), limits=DEFAULT_LIMITS)
+
+        own_chat = chat_with(text_manager, url, transport=own_pool())
         wide = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-        adapter = OpenAICompatibleChat(f"{url}/openai/v1", limits=wide)
-        wide_chat = TextGeneration(text_manager, adapters={"openai": adapter})
+        wide_chat = chat_with(text_manager, url, limits=wide)
+        stability = StabilityImages(f"{url}/stability", transport=own_pool())
+        own_images = ImageGeneration(image_manager, adapters={"stability": stability})
+        calls["TextGeneration, httpcore's own pool (before)"] = lambda: own_chat.complete(MESSAGES)
         calls["TextGeneration, 100 kept alive"] = lambda: wide_chat.complete(MESSAGES)
+        calls["ImageGeneration, httpcore's own pool (before)"] = lambda: own_images.generate(
+            "a cat"
+        )
         return calls
     router = litellm_router(url)
     if router is not None:
@@ -113,6 +135,11 @@ async def variants(
             model="chat", messages=MESSAGES
         )
     return calls
+
+
+def chat_with(manager: PlatformManager, url: str, **options: Any) -> TextGeneration:
+    adapter = OpenAICompatibleChat(f"{url}/openai/v1", **options)
+    return TextGeneration(manager, adapters={"openai": adapter})
 
 
 def litellm_router(url: str, fallback: bool = False) -> Any:
@@ -188,6 +215,32 @@ async def throughput(
     return results
 
 
+def client_memory() -> dict[str, float]:
+    """KB a platform client adds with its adapter (tracemalloc over 20 of each, the shared TLS
+    context built before)."""
+    makers: dict[str, Callable[[], object]] = {
+        "chat, https": lambda: OpenAICompatibleChat().client("openai"),
+        "chat, http": lambda: OpenAICompatibleChat("http://127.0.0.1:9/v1").client("openai"),
+        "image, https": lambda: StabilityImages().client("stability"),
+        "image, http": lambda: StabilityImages("http://127.0.0.1:9/s").client("stability"),
+    }
+    tls_context()
+    figures: dict[str, float] = {}
+    for name, make in makers.items():
+        make()  # first-use imports and caches are not the client's
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            clients = [make() for _ in range(20)]
+            gc.collect()
+            figures[name] = (tracemalloc.get_traced_memory()[0] - before) / len(clients) / 1024
+        finally:
+            tracemalloc.stop()
+        del clients
+    return figures
+
+
 # -- outage and credit exhaustion ----------------------------------------------------------------
 
 
@@ -250,8 +303,9 @@ async def scenario(url: str, kind: str, what: str, callers: int, per_caller: int
 
 def render(results: dict[str, Any], scenarios: dict[str, Any], litellm: bool) -> str:
     lines = [
-        "| variant | mode | calls/s median | calls/s worst round | client CPU ms/call (median) |",
-        "|---|---|---|---|---|",
+        "| variant | mode | calls/s median | calls/s worst round | client CPU ms/call median "
+        "| client CPU ms/call worst round |",
+        "|---|---|---|---|---|---|",
     ]
     for name, modes in results.items():
         for mode, rounds in modes.items():
@@ -259,12 +313,14 @@ def render(results: dict[str, Any], scenarios: dict[str, Any], litellm: bool) ->
             cpus = [cpu for _, cpu in rounds]
             lines.append(
                 f"| {name} | {mode} | {statistics.median(rates):.0f} | {min(rates):.0f} | "
-                f"{statistics.median(cpus):.2f} |"
+                f"{statistics.median(cpus):.2f} | {max(cpus):.2f} |"
             )
     if not litellm:
         lines.append(
-            "| LiteLLM Router | - | skipped: litellm not installed (`failover[bench]`) | | |"
+            "| LiteLLM Router | - | skipped: litellm not installed (`failover[bench]`) | | | |"
         )
+    if not scenarios:
+        return "\n".join(lines)
     lines += [
         "",
         "| scenario | client | callers x calls | requests reaching the dead primary | wall s | "
@@ -287,9 +343,9 @@ async def main_async(args: argparse.Namespace) -> None:
     process, url = start_server()
     stack: list[Callable[[], Awaitable[None]]] = []
     try:
-        calls = await variants(url, stack, args.compare_limits)
+        calls = await variants(url, stack, args.compare_pools)
         results = await throughput(calls, args.rounds, args.sequential, args.concurrent)
-        if args.compare_limits:
+        if args.compare_pools:
             print(render(results, {}, litellm=True))
             return
         scenarios: dict[str, Any] = {}
@@ -299,10 +355,16 @@ async def main_async(args: argparse.Namespace) -> None:
                     key = f"{kind}|{what}|{callers} x {per_caller}"
                     scenarios[key] = await scenario(url, kind, what, callers, per_caller)
         report = render(results, scenarios, "LiteLLM Router.acompletion" in calls)
+        memory = client_memory()
         print(report)
+        print()
+        print(
+            "Memory per platform client (tracemalloc): "
+            + ", ".join(f"{name} {kb:.1f} KB" for name, kb in memory.items())
+        )
         if args.json:
-            figures = json.dumps({"throughput": results, "scenarios": scenarios}, indent=1)
-            await anyio.Path(args.json).write_text(figures)
+            figures = {"throughput": results, "scenarios": scenarios, "client_kb": memory}
+            await anyio.Path(args.json).write_text(json.dumps(figures, indent=1))
     finally:
         for close in stack:
             await close()
@@ -315,12 +377,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", metavar="PATH", help="also write the raw figures here")
     parser.add_argument(
-        "--compare-limits",
+        "--compare-pools",
         action="store_true",
-        help="only throughput, with the old pool limits (100 kept alive) beside the new",
+        help="only throughput: the adapters on httpcore's own pool too, and 100 kept alive",
     )
     args = parser.parse_args()
-    args.rounds = 2 if args.quick else 5
+    args.rounds = 2 if args.quick else 7
     args.sequential = 50 if args.quick else 300
     args.concurrent = 200 if args.quick else 600
     anyio.run(main_async, args)

@@ -15,7 +15,8 @@ for text, image and video generation.
   :class:`OpenAIImages`, :class:`PollinationsImages`, :class:`HuggingFaceImages`,
   :class:`ReplicatePredictions`, :class:`FalQueue`, :class:`BlackForestLabs`) down the chain
   and return a :class:`MediaResult`; jobs are polled as :class:`Polling` says.
-* Connections: :data:`DEFAULT_LIMITS` and one TLS context per process (:mod:`._pool`).
+* Connections: :data:`DEFAULT_LIMITS`, httpcore's pool handing each idle connection to one
+  waiting request, and one TLS context per process (:mod:`._pool`).
 * Discovery: every adapter's ``check(platform)`` (and ``check_sync``, from
   :class:`Discoverable`) asks the provider, with a cheap read-only request, whether the key
   is accepted and the model exists, and returns a :class:`PlatformCheck`;
