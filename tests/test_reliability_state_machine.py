@@ -330,6 +330,12 @@ class Model:
         self.pairs[key].pinned = True
         self._close(key)
 
+    def check_passed(self, key: tuple[str, str]) -> None:
+        """A background health check passed: an open or half-open pair closes."""
+        pair = self.pairs[key]
+        if pair.state != "closed" and not pair.pinned:
+            self._close(key)
+
     def reset(self, key: tuple[str, str]) -> None:
         pair = self.pairs[key]
         pair.pinned = False
@@ -538,6 +544,11 @@ class BreakerMachine(RuleBasedStateMachine):
     def force_closed(self, key: tuple[str, str]) -> None:
         self.manager.force_closed(key[0], key[1])
         self.model.force_closed(key)
+
+    @rule(key=pair_keys)
+    def health_check_passes(self, key: tuple[str, str]) -> None:
+        self.pair(key).breaker.check_passed()
+        self.model.check_passed(key)
 
     @rule(key=pair_keys)
     def reset_pair(self, key: tuple[str, str]) -> None:
