@@ -551,3 +551,43 @@ def test_a_platform_check_raises_what_it_found() -> None:
     with pytest.raises(BadRequest) as missing:
         found(model_status=ModelStatus.MISSING).raise_for_problem()
     assert missing.value.reason == "not_found"
+
+
+@pytest.mark.redis
+async def test_an_operator_s_open_in_another_process_is_not_checked_here(
+    anyio_backend: str, redis_url: str, namespace: str
+) -> None:
+    """``force_open`` in one process reaches the others as the operator's: their health checks
+    leave it alone (a passing check would otherwise close it fleet-wide)."""
+    from failover.redis import RedisSharedState
+    from test_redis_support import wait_for
+
+    probe = Probe()
+
+    def member(**settings: Any) -> PlatformManager:
+        return PlatformManager(
+            PRIORITIES,
+            environ=ENVIRON,
+            clock=FakeClock(),
+            shared_state=RedisSharedState(redis_url, namespace),
+            **settings,
+        )
+
+    operator = member()
+    checks = HealthChecks({"replicate": probe, "fal": probe}, interval=10, max_concurrent=2)
+    checked = member(health_checks=checks)
+    async with operator, checked:
+        operator.force_open("replicate", OP, 600)
+        await wait_for(lambda: state(checked)["state"] == "open", 5, "the open to arrive")
+        # A control: fal opened by failures is checked in the same round.
+        fal = checked.platforms(OP)[1]
+        for _ in range(3):
+            checked.report_failure_sync(fal, OP, Transient("503"))
+        assert isinstance(checked.clock, FakeClock)
+        await tick(checked, 10)
+        await wait_for(lambda: len(probe.calls) >= 1, 5, "the control's check")
+        await tick(checked, 10)
+        assert probe.calls == [("fal", "kling")]
+        assert state(checked)["state"] == "open"
+        operator.reset("replicate", OP)
+        await wait_for(lambda: state(checked)["state"] == "closed", 5, "the reset to arrive")

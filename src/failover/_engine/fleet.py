@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 logger = get_logger("failover.redis")
 
 EventKind = Literal["open", "closed", "cool", "reset"]
+#: The ``reason`` of an ``open`` event an operator caused (``force_open``, ``isolate``).
+FORCED: Final = "forced"
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"open", "closed", "cool", "reset"})
 
 
@@ -143,6 +145,7 @@ class FleetLink:
     __slots__ = (
         "_applying",
         "_epochs",
+        "_forced",
         "_leases",
         "_published",
         "_refused_until",
@@ -173,6 +176,8 @@ class FleetLink:
         #: ask the fleet for a probe lease.
         self.host: Background | None = None
         self._applying = False
+        #: Pairs open by an operator's hand (here or in another process): re-announced as such.
+        self._forced: set[tuple[str, str]] = set()
         self._leases: dict[Permit, tuple[tuple[str, str], str]] = {}
         self._refused_until: dict[tuple[str, str], float] = {}
         # Per (platform, operation or None): the newest operator epoch known here.
@@ -204,18 +209,20 @@ class FleetLink:
         if new is BreakerState.OPEN:
             self.pair_opened(pair)
         elif new is BreakerState.CLOSED:
+            self._forced.discard(pair.key)
             name, operation = pair.key
             epoch = self.epoch(name, operation)
             self._send(SharedEvent("closed", name, operation, reason=reason, epoch=epoch))
 
-    def pair_opened(self, pair: Pair, *, force: bool = False) -> None:
-        """Tell the fleet the pair is open until its current deadline."""
+    def pair_opened(self, pair: Pair, *, force: bool = False, reason: str = "open") -> None:
+        """Tell the fleet the pair is open until its current deadline (``reason`` ``forced``
+        when an operator opened it, so no process's health check closes it)."""
         if self._applying:
             return
         until = pair.breaker.open_until
         name, operation = pair.key
         ttl = _ttl_ms(until, self.clock.now())
-        event = SharedEvent("open", name, operation, ttl, "open", self.epoch(name, operation))
+        event = SharedEvent("open", name, operation, ttl, reason, self.epoch(name, operation))
         self._send(event, until, force=force)
 
     def operator_set(self, pair: Pair) -> None:
@@ -224,8 +231,10 @@ class FleetLink:
         self._epochs[pair.key] = next_epoch(self.epoch(name, operation))
         breaker = pair.breaker
         if breaker.state is BreakerState.OPEN and breaker.open_until > self.clock.now():
-            self.pair_opened(pair, force=True)
+            self._forced.add(pair.key)
+            self.pair_opened(pair, force=True, reason=FORCED)
         else:
+            self._forced.discard(pair.key)
             epoch = self.epoch(name, operation)
             self._send(SharedEvent("closed", name, operation, reason="forced", epoch=epoch))
         self._announce_cooldown(name, operation, pair.cooldown, force=True)
@@ -300,7 +309,8 @@ class FleetLink:
             breaker = pair.breaker
             if breaker.state is BreakerState.OPEN and breaker.open_until > now:
                 ttl = _ttl_ms(breaker.open_until, now)
-                events.append(SharedEvent("open", name, operation, ttl, "open", epoch))
+                reason = FORCED if pair.key in self._forced else "open"
+                events.append(SharedEvent("open", name, operation, ttl, reason, epoch))
             if pair.cooldown.active(clock):
                 ttl = _ttl_ms(pair.cooldown.until, now)
                 reason = pair.cooldown.reason or ""
@@ -344,6 +354,8 @@ class FleetLink:
             return
         breaker = pair.breaker
         self._refused_until.pop(pair.key, None)
+        if newer or event.kind in ("closed", "reset"):
+            self._forced.discard(pair.key)
         if newer:
             breaker.reset()
             pair.cooldown.clear()
@@ -351,7 +363,10 @@ class FleetLink:
             self._published.pop(("cool", event.platform, event.operation), None)
         if event.kind == "open":
             until = self._deadline(event.ttl_ms)
-            if breaker.open_until_deadline(until, Cause.REMOTE_OPEN):
+            cause = Cause.FORCED_OPEN if event.reason == FORCED else Cause.REMOTE_OPEN
+            if cause is Cause.FORCED_OPEN:
+                self._forced.add(pair.key)
+            if breaker.open_until_deadline(until, cause):
                 self._published[("open", event.platform, event.operation)] = until
         elif event.kind == "closed":
             if breaker.state is not BreakerState.CLOSED:
