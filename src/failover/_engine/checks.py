@@ -104,8 +104,9 @@ class HealthChecks:
         validate.seconds("health_checks.timeout", self.timeout, above=0)
         validate.integer("health_checks.max_concurrent", self.max_concurrent, at_least=1)
 
-    def check_for(self, platform: str) -> Check | None:
-        return self._checks.get(platform)
+    def by_platform(self) -> dict[str, Check]:
+        """The checks, validated, by platform name (a copy)."""
+        return dict(self._checks)
 
 
 @dataclass(slots=True)
@@ -125,7 +126,7 @@ class Checker:
         self.book = book
         self.clock = book.clock
         self.all_pairs = list(pairs.values())
-        self.checks: dict[str, Check] = dict(settings.checks)
+        self.checks: dict[str, Check] = settings.by_platform()
         self.pairs = [pair for pair in self.all_pairs if pair.spec.name in self.checks]
         self.records: dict[tuple[str, str], CheckRecord] = {}
         #: Pairs an operator opened or closed (left alone until reset).
