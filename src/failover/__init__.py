@@ -35,13 +35,11 @@ from failover._core.spec import (
     PlatformSpec,
 )
 from failover._core.version import __version__
-from failover._engine.checks import HealthChecks
 from failover._engine.clock import MonotonicClock
 from failover._engine.drive_async.in_thread import in_thread
 from failover._manager import PlatformManager
 from failover.decorators import FallbackFunction, SyncFallbackFunction, fallback
 from failover.policies.breaker import BreakerPolicy
-from failover.policies.budget import BudgetOrder
 from failover.policies.bulkhead import NO_BULKHEAD, Bulkhead
 from failover.policies.chaos import Chaos, ChaosControl
 from failover.policies.hedge import NO_HEDGE, Hedge
@@ -57,10 +55,19 @@ from failover.policies.ordering import (
 from failover.policies.policy import Policy
 from failover.policies.retry import Retry
 from failover.policies.timeout import AttemptTimeout
-from failover.policies.usage import UsageOrder
 
 if TYPE_CHECKING:
+    from failover._engine.checks import HealthChecks
+    from failover.policies.budget import BudgetOrder
     from failover.policies.retry import NO_RETRY
+    from failover.policies.usage import UsageOrder
+
+#: Names loaded on first use (``import failover`` stays light): name -> its module.
+_LAZY: dict[str, str] = {
+    "HealthChecks": "failover._engine.checks",
+    "BudgetOrder": "failover.policies.budget",
+    "UsageOrder": "failover.policies.usage",
+}
 
 
 __all__ = [
@@ -126,6 +133,13 @@ def __getattr__(name: str) -> Any:
         from failover.policies import retry
 
         return retry.NO_RETRY
+    module = _LAZY.get(name)
+    if module is not None:
+        from importlib import import_module
+
+        value = getattr(import_module(module), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

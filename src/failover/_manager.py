@@ -22,10 +22,8 @@ from failover._core.health import aggregate
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
 from failover._engine.book import DEFAULT_CONTINUE_ON, Book
-from failover._engine.checks import Check, Checker, HealthChecks
 from failover._engine.drive_async import start
 from failover._engine.drive_sync import Workers, call_sync
-from failover._engine.fleet import FleetLink
 from failover._engine.route import Pair, Route
 from failover._engine.unavailable import describe
 from failover._engine.wiring import PolicyWiring
@@ -42,6 +40,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from failover._engine.background import Background, Service
+    from failover._engine.checks import Check, Checker, HealthChecks
+    from failover._engine.fleet import FleetLink
 
 logger = get_logger("failover")
 
@@ -217,6 +217,8 @@ class PlatformManager:
         services: list[Service] = []
         stops: list[Callable[[float], Awaitable[None]]] = []
         if plan.shared_state is not None:
+            from failover._engine.fleet import FleetLink
+
             shared = plan.shared_state
             self._fleet = FleetLink(
                 shared, self._pairs, self._platforms, self.clock, self._book.lock
@@ -225,6 +227,8 @@ class PlatformManager:
             services.append(partial(shared.run, self._fleet))
             stops.append(shared.stop)
         if plan.health_checks is not None:
+            from failover._engine.checks import Checker
+
             self._checker = Checker(plan.health_checks, self._pairs, self._book)
             services.append(self._checker.run)
         if services:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from failover._core import validate
 from failover._core.breaker import BreakerSettings
@@ -27,19 +27,20 @@ from failover._core.spec import (
     known_platform,
 )
 from failover._engine.book import EngineSettings
-from failover._engine.checks import HealthChecks
 from failover._engine.clock import MonotonicClock
-from failover._engine.fleet import SharedState
 from failover.policies.chaos import Chaos, chaos_rules
 from failover.policies.ordering import Ordering, cost_order
 from failover.policies.policy import Policy, ResolvedPolicy, check_when_all_unavailable
+
+if TYPE_CHECKING:
+    from failover._engine.checks import HealthChecks
+    from failover._engine.fleet import SharedState
 
 PriorityEntry = tuple[str, str] | PlatformSpec
 Priorities = Mapping[str, Sequence[PriorityEntry]]
 
 
-@dataclass(frozen=True, slots=True)
-class ManagerPlan:
+class ManagerPlan(NamedTuple):
     """Everything a manager is built from, already checked."""
 
     cache_ttl_seconds: float
@@ -197,7 +198,7 @@ def make_plan(
     }
     check_policies(specs, operation_policies, platform_policies, by_platform)
     _opt_in_caller_bugs(specs, caller_bugs_fall_back, by_platform)
-    if shared_state is not None and not isinstance(shared_state, SharedState):
+    if shared_state is not None and not _is_shared_state(shared_state):
         raise ConfigError(
             "shared_state must be a shared-state backend such as "
             f"failover.redis.RedisSharedState, got {validate.shown(shared_state)}",
@@ -363,12 +364,20 @@ def check_policies(
         _check_platform_policy(name, value)
 
 
+def _is_shared_state(value: object) -> bool:
+    from failover._engine.fleet import SharedState  # with shared state only
+
+    return isinstance(value, SharedState)
+
+
 def _check_health_checks(
     specs: Mapping[str, Sequence[PlatformSpec]], health_checks: object
 ) -> None:
     """``health_checks`` is a :class:`HealthChecks` naming platforms of the priority lists."""
     if health_checks is None:
         return
+    from failover._engine.checks import HealthChecks
+
     if not isinstance(health_checks, HealthChecks):
         raise ConfigError(
             f"health_checks must be a failover.HealthChecks, got {validate.shown(health_checks)}",

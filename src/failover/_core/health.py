@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 #: How many recent response times a pair keeps for its p95.
 RESERVOIR_SIZE: Final = 128
@@ -118,8 +117,7 @@ def percentile(values: Iterable[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
+class Totals(NamedTuple):
     """A platform's view: its pairs' counters added up."""
 
     total_requests: int

@@ -15,10 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from logging import DEBUG
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from failover._core.breaker import CLOSED_PERMIT, BreakerState, Permit
 from failover._core.classify import Classification, ErrorKind
@@ -60,8 +59,7 @@ _SKIPPED_WHY: Final[dict[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
+class EngineSettings(NamedTuple):
     """The manager-wide settings the engine applies to every call."""
 
     max_attempts: int

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from failover._core.errors import ConfigError
 from failover._observe.scrub import get_logger
@@ -71,8 +70,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RouteSettings:
+class RouteSettings(NamedTuple):
     """What a strategy factory sees of one operation's route when it is built."""
 
     operation: str

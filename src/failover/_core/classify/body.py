@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from failover._core.classify.kinds import Classification, ErrorKind
 from failover._core.classify.providers import BAD_KEY_CODES, QUOTA_CODES, STATUS_OF_ERROR_TYPE
@@ -28,8 +27,7 @@ _GOOGLE_RETRY_DELAY: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _TAG: Final = re.compile(r"<[^>]*>")
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorBody:
+class ErrorBody(NamedTuple):
     """What a provider's error body says: its codes (type, code, status, name, reason) and
     its human message. Both empty when the body is not a known JSON shape."""
 

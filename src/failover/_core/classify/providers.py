@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from failover._core.classify.kinds import Classification, ErrorKind
 
@@ -150,8 +149,7 @@ _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 JSON: TypeAlias = Mapping[str, "JSON"] | list["JSON"] | str | int | float | bool | None
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorShape:
+class ErrorShape(NamedTuple):
     """One error a provider really sends, and the verdict failover must reach on it.
 
     ``provider`` is the API dialect (``"openai"`` stands for OpenAI and the OpenAI-compatible
