@@ -21,7 +21,6 @@ class PairStats:
 
     __slots__ = (
         "_ring",
-        "_ring_index",
         "cost",
         "failures",
         "last_error_kind",
@@ -47,8 +46,9 @@ class PairStats:
         #: not failures of the platform, but a pair that keeps getting them falls through.
         self.request_faults = 0
         self.last_request_fault: str | None = None
+        #: The last RESERVOIR_SIZE timed outcomes; ``timed_count`` is its write cursor (the
+        #: ring holds ``min(timed_count, RESERVOIR_SIZE)`` entries).
         self._ring: array[float] = array("d")
-        self._ring_index = 0
 
     @property
     def total_requests(self) -> int:
@@ -68,30 +68,28 @@ class PairStats:
         return percentile(self._ring, 0.95)
 
     def record_time(self, seconds: float) -> None:
+        count = self.timed_count
         self.timed_sum += seconds
-        self.timed_count += 1
-        ring = self._ring
-        if len(ring) < RESERVOIR_SIZE:
-            ring.append(seconds)
+        self.timed_count = count + 1
+        if count < RESERVOIR_SIZE:
+            self._ring.append(seconds)
         else:
-            ring[self._ring_index] = seconds
-            self._ring_index = (self._ring_index + 1) % RESERVOIR_SIZE
+            self._ring[count % RESERVOIR_SIZE] = seconds
 
     def record_success(self, now: float, seconds: float | None, cost: float) -> None:
         self.successes += 1
         self.last_success = now
-        self.cost += cost
+        if cost:
+            self.cost += cost
         if seconds is not None:
             # record_time, inlined: this runs on every successful call.
+            count = self.timed_count
             self.timed_sum += seconds
-            self.timed_count += 1
-            ring = self._ring
-            if len(ring) < RESERVOIR_SIZE:
-                ring.append(seconds)
+            self.timed_count = count + 1
+            if count < RESERVOIR_SIZE:
+                self._ring.append(seconds)
             else:
-                index = self._ring_index
-                ring[index] = seconds
-                self._ring_index = index + 1 if index + 1 < RESERVOIR_SIZE else 0
+                self._ring[count % RESERVOIR_SIZE] = seconds
 
     def record_failure(self, now: float, seconds: float | None, kind: str) -> None:
         self.failures += 1
