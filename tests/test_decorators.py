@@ -277,6 +277,21 @@ async def test_manager_defaults_to_process_default_resolved_at_call_time(
     assert second.get_health_status()["beta"]["total_requests"] == 1
 
 
+def test_a_sync_function_follows_the_process_default_at_call_time(no_default: None) -> None:
+    @fallback(OP)
+    def which(platform: PlatformSpec) -> str:
+        return platform.name
+
+    first, second = make_manager("alpha"), make_manager("beta")
+    set_default_manager(first)
+    assert which() == "alpha"
+    set_default_manager(second)
+    assert which() == "beta"
+    assert which.call_with_platform()[0] == "beta"
+    assert first.get_health_status()["alpha"]["total_requests"] == 1
+    assert second.get_health_status()["beta"]["total_requests"] == 2
+
+
 async def test_explicit_manager_is_not_replaced_by_default(no_default: None) -> None:
     mine, other = make_manager("alpha"), make_manager("beta")
     set_default_manager(other)

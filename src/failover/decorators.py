@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec, check_operation_name
 from failover._engine.drive_async import start
-from failover._engine.drive_sync import call_sync
+from failover._engine.drive_sync import Workers, call_sync
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -100,6 +100,8 @@ class _Decorated(Generic[P, R]):
         self._bound: tuple[PlatformManager, Book, Route] | None = None
         #: ``start`` with the book, route and target bound (async calls; reset when any changes).
         self._run: Callable[..., Awaitable[tuple[Any, PlatformSpec]]] | None = None
+        #: (book, route, workers) for synchronous calls, likewise.
+        self._sync_path: tuple[Book, Route, Workers] | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
@@ -119,7 +121,7 @@ class _Decorated(Generic[P, R]):
         bound = self._bound
         if bound is None or bound[0] is not manager:
             bound = self._bound = (manager, *manager._call_path(self.operation))
-            self._run = None  # bound to the previous manager
+            self._run = self._sync_path = None  # bound to the previous manager
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
@@ -141,7 +143,7 @@ class _Decorated(Generic[P, R]):
             )
         self._implementations[str(name)] = func
         self._target = self._dispatch
-        self._run = None
+        self._run = self._sync_path = None
 
 
 def _check_name(name: object) -> None:
@@ -194,11 +196,18 @@ class SyncFallbackFunction(_Decorated[P, R]):
     first parameter; the fallback chain runs synchronously (``with_fallback_sync``)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # The bound manager's book, route and workers, and the target, read once per call
-        # (the hot path of every decorated synchronous call); rebound if the default changed.
-        manager, book, route = self._path()
-        result, _ = call_sync(book, manager._workers, route, self._target, args, kwargs, None)
+        # The bound book, route and workers, looked up once (the hot path of every decorated
+        # synchronous call); rebound if the process default changed.
+        path = self._sync_path
+        if path is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
+            path = self._bind_sync()
+        result, _ = call_sync(path[0], path[2], path[1], self._target, args, kwargs, None)
         return result  # type: ignore[no-any-return]
+
+    def _bind_sync(self) -> tuple[Book, Route, Workers]:
+        manager, book, route = self._path()
+        path = self._sync_path = (book, route, manager._workers)
+        return path
 
     def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
