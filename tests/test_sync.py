@@ -51,6 +51,10 @@ def make(**kwargs: Any) -> PlatformManager:
     return PlatformManager({OP: PLATFORMS}, environ={}, **kwargs)
 
 
+async def answer_with_name_async(platform: PlatformSpec) -> str:
+    return platform.name
+
+
 def answer_with_name(platform: PlatformSpec) -> str:
     return platform.name
 
@@ -394,13 +398,23 @@ def test_the_manual_flow_reconciles_exactly_under_threads() -> None:
     assert manager._book.threaded
 
 
-def test_one_thread_calling_synchronously_takes_no_lock() -> None:
+def test_synchronous_calls_lock_from_the_first_and_async_ones_from_the_second_thread() -> None:
+    """A synchronous caller is one thread among any number: its first call turns locking on.
+    Async callers on one event loop (the manual flow's async twins too) never take the lock."""
     manager = make()
-    for _ in range(3):
-        manager.with_fallback_sync(OP, answer_with_name)
+
+    async def async_callers() -> None:
+        spec = await manager.get_platform(OP)
+        await manager.report_success(spec, OP)
+        await manager.with_fallback(OP, answer_with_name_async)
+
+    anyio.run(async_callers)
     assert not manager._book.threaded
-    run_threads(1, lambda _: manager.with_fallback_sync(OP, answer_with_name))
-    assert manager._book.threaded  # a second thread called: every update is locked from now
+    manager.with_fallback_sync(OP, answer_with_name)
+    assert manager._book.threaded
+    other = make()
+    other.get_platform_sync(OP)
+    assert other._book.threaded
 
 
 # -- blocking operations in async code -------------------------------------------------------------

@@ -316,7 +316,8 @@ class PlatformManager:
         :class:`AllPlatformsFailed` (with the skip reasons) when there is no such platform.
         Extra keywords (``quality_boost=True``, ...) reach the ordering strategy.
         """
-        return self.get_platform_sync(operation, attempt, max_attempts, **context)
+        self._book.arrive()
+        return self._get_platform(operation, attempt, max_attempts, context)
 
     def get_platform_sync(
         self,
@@ -326,7 +327,16 @@ class PlatformManager:
         **context: Any,
     ) -> PlatformSpec:
         """:meth:`get_platform` for synchronous code (same answer, same errors)."""
-        self._book.arrive()
+        self._book.threaded = True  # a synchronous caller is one thread among any number
+        return self._get_platform(operation, attempt, max_attempts, context)
+
+    def _get_platform(
+        self,
+        operation: str,
+        attempt: int,
+        max_attempts: int | None,
+        context: dict[str, Any],
+    ) -> PlatformSpec:
         route = self._route(operation)
         if type(attempt) is not int or attempt:  # the default 0 needs no check
             validate.integer("attempt", attempt, at_least=0, bare_type_error=True)
@@ -443,13 +453,19 @@ class PlatformManager:
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """Record a success observed outside ``with_fallback`` (the old manual flow)."""
-        self.report_success_sync(spec, operation, response_time)
+        self._book.arrive()
+        self._report_success(spec, operation, response_time)
 
     def report_success_sync(
         self, spec: PlatformSpec, operation: str, response_time: float | None = None
     ) -> None:
         """:meth:`report_success` for synchronous code."""
-        self._book.arrive()
+        self._book.threaded = True  # a synchronous caller is one thread among any number
+        self._report_success(spec, operation, response_time)
+
+    def _report_success(
+        self, spec: PlatformSpec, operation: str, response_time: float | None
+    ) -> None:
         pair = self._pair(spec, operation, "spec")
         response_time = self._response_time(response_time)
         with self._book.guard:
@@ -464,7 +480,8 @@ class PlatformManager:
         response_time: float | None = None,
     ) -> None:
         """Record a failure observed outside ``with_fallback``; classified like any other."""
-        self.report_failure_sync(spec, operation, error, response_time)
+        self._book.arrive()
+        self._report_failure(spec, operation, error, response_time)
 
     def report_failure_sync(
         self,
@@ -474,7 +491,16 @@ class PlatformManager:
         response_time: float | None = None,
     ) -> None:
         """:meth:`report_failure` for synchronous code."""
-        self._book.arrive()
+        self._book.threaded = True  # a synchronous caller is one thread among any number
+        self._report_failure(spec, operation, error, response_time)
+
+    def _report_failure(
+        self,
+        spec: PlatformSpec,
+        operation: str,
+        error: BaseException,
+        response_time: float | None,
+    ) -> None:
         if not isinstance(error, BaseException):
             raise ConfigError(
                 f"report_failure(error=...) must be an exception instance, "

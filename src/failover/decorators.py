@@ -98,8 +98,8 @@ class _Decorated(Generic[P, R]):
         self._target: Callable[..., Any] = func
         #: (manager, its book, the operation's route) from the last call: looked up once.
         self._bound: tuple[PlatformManager, Book, Route] | None = None
-        #: ``start`` with the book, route and target bound (async calls; reset when any changes).
-        self._run: Callable[..., Awaitable[tuple[Any, PlatformSpec]]] | None = None
+        #: (book, route, target) for async calls (reset when any changes).
+        self._async_path: tuple[Book, Route, Callable[..., Any]] | None = None
         #: (book, route, workers) for synchronous calls, likewise.
         self._sync_path: tuple[Book, Route, Workers] | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
@@ -121,7 +121,7 @@ class _Decorated(Generic[P, R]):
         bound = self._bound
         if bound is None or bound[0] is not manager:
             bound = self._bound = (manager, *manager._call_path(self.operation))
-            self._run = self._sync_path = None  # bound to the previous manager
+            self._async_path = self._sync_path = None  # bound to the previous manager
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
@@ -143,7 +143,7 @@ class _Decorated(Generic[P, R]):
             )
         self._implementations[str(name)] = func
         self._target = self._dispatch
-        self._run = self._sync_path = None
+        self._async_path = self._sync_path = None
 
 
 def _check_name(name: object) -> None:
@@ -157,17 +157,16 @@ class FallbackFunction(_Decorated[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         # The engine directly, not with_fallback: one coroutine frame less per call; and the
-        # call's target bound once (the hot path of every decorated call).
-        run = self._run
-        if run is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
-            run = self._bind()
-        result, _ = await run(args, kwargs, None)
-        return result  # type: ignore[no-any-return]
+        # call's book, route and target looked up once (the hot path of every decorated call).
+        path = self._async_path
+        if path is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
+            path = self._bind()
+        return (await start(path[0], path[1], path[2], args, kwargs, None))[0]  # type: ignore[no-any-return]
 
-    def _bind(self) -> Callable[..., Awaitable[tuple[Any, PlatformSpec]]]:
+    def _bind(self) -> tuple[Book, Route, Callable[..., Any]]:
         _, book, route = self._path()
-        run = self._run = functools.partial(start, book, route, self._target)
-        return run
+        path = self._async_path = (book, route, self._target)
+        return path
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""

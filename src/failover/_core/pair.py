@@ -89,11 +89,11 @@ class PairState:
 
     __slots__ = (
         "_environ",
-        "_key_present",
         "_metric_attributes",
         "breaker",
         "classifiers",
         "cooldown",
+        "key_seen",
         "operation",
         "platform",
         "skip_records",
@@ -118,7 +118,8 @@ class PairState:
         self.stats = PairStats()
         self.cooldown = Cooldown()
         self._environ = os.environ if environ is None else environ
-        self._key_present = spec.api_key_env is None
+        #: Whether the key was found once (it is then assumed to stay: see :meth:`key_present`).
+        self.key_seen = spec.api_key_env is None
         self._metric_attributes: dict[str, dict[str, str]] | None = None
         #: One shared skip record per reason (made on the first skip for it).
         self.skip_records: dict[str, Attempt] | None = None
@@ -166,11 +167,11 @@ class PairState:
     def key_present(self) -> bool:
         # Once seen, a key is assumed to stay; a missing one is looked for again on every
         # call, so exporting it later makes the platform usable without a restart.
-        if self._key_present:
+        if self.key_seen:
             return True
         env = self.spec.api_key_env
         present = env is None or bool(self._environ.get(env))
-        self._key_present = present
+        self.key_seen = present
         return present
 
     def unavailable_reason(self, clock: Clock) -> str | None:
@@ -188,9 +189,10 @@ class PairState:
     def ready(self) -> bool:
         """Whether an attempt needs no admission decision now: the key was seen, nothing is
         cooling down, the breaker is closed. :meth:`admit` would then hand out the shared
-        closed permit and change nothing, so the happy path skips it."""
+        closed permit and change nothing, so the happy path skips it. (The two drivers' fast
+        paths spell this condition out inline: keep them in step.)"""
         return (
-            self._key_present
+            self.key_seen
             and self.platform.cooldown.until == 0.0
             and self.cooldown.until == 0.0
             and self.breaker.state is BreakerState.CLOSED
@@ -198,7 +200,7 @@ class PairState:
 
     def admit(self, clock: Clock) -> Permit | str:
         """A permit for one attempt, or the reason to skip this pair."""
-        if not self._key_present and not self.key_present():
+        if not self.key_seen and not self.key_present():
             return SkipReason.MISSING_API_KEY
         cooldown = self.platform.cooldown
         if cooldown.until != 0.0 and cooldown.active(clock):

@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from logging import DEBUG
-from threading import get_ident
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from failover._core.breaker import CLOSED
 from failover._core.errors import ConfigError
 from failover._engine import decide
 from failover._engine.call import Call, Operation
@@ -96,14 +96,22 @@ def call_sync(
     synchronous call): the first platform's attempt in the caller's thread when the route has
     nothing to apply per attempt, nobody records anything and that platform is ready.
     """
-    if not book.threaded and book.owner != get_ident():
-        book.enter(get_ident())  # from the second thread on, every update is locked
+    # A synchronous caller is one thread among any number: every update is locked from the
+    # first synchronous call on (an owner thread's unlocked update could race the next
+    # thread's first one).
+    book.threaded = True
     # A call that requires capabilities needs admission's checks: not the fast path.
     if not (route.plain and book.telemetry.quiet() and not (context and "require" in context)):
         return _observed(book, workers, Call(book, route, func, args, kwargs, context))
     order = route.pairs if route.ordering is None else route.order(context)
-    pair = order[0] if order and order[0].ready() else None
-    if pair is None:
+    pair = order[0] if order else None
+    # pair.ready(), inlined: this runs on every call.
+    if pair is None or not (
+        pair.key_seen
+        and pair.platform.cooldown.until == 0.0
+        and pair.cooldown.until == 0.0
+        and pair.breaker.state is CLOSED
+    ):
         call = Call(book, route, func, args, kwargs, context)
         walked: Answer = drive(book, workers, call, walk(book, call, order))
         book.finish(call, walked[1].name)
@@ -125,7 +133,10 @@ def call_sync(
     ended = clock.now()
     if type(result) is CoroutineType:
         _refuse_awaitable(result, func)
-    book.ready_success(pair, ended - started, ended)
+    if book.threaded or pair.breaker.consecutive_failures:
+        book.ready_success(pair, ended - started, ended)
+    elif book.monitoring:  # ready_success's one step for one thread and no streak
+        pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
     if debug:
         decide.completed(route.operation, pair)
     return result, pair.spec

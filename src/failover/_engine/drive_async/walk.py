@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from failover._core.breaker import CLOSED
 from failover._engine import decide
 from failover._engine.call import Call, Operation
 from failover._engine.effects import Invoke, Lease, Sleep, Slot, Tried
@@ -74,7 +75,13 @@ async def _fast(
     order = route.pairs if route.ordering is None else route.order(context)
     if order:
         pair = order[0]
-        if pair.ready():
+        # pair.ready(), inlined: this runs on every call.
+        if (
+            pair.key_seen
+            and pair.platform.cooldown.until == 0.0
+            and pair.cooldown.until == 0.0
+            and pair.breaker.state is CLOSED
+        ):
             debug = logger.isEnabledFor(DEBUG)
             if debug:
                 decide.selected(route.operation, pair)
@@ -92,7 +99,10 @@ async def _fast(
                 book.finish(call, answer[1].name)
                 return answer
             ended = clock.now()
-            book.ready_success(pair, ended - started, ended)
+            if book.threaded or pair.breaker.consecutive_failures:
+                book.ready_success(pair, ended - started, ended)
+            elif book.monitoring:  # ready_success's one step for one thread and no streak
+                pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
             if debug:
                 decide.completed(route.operation, pair)
             return result, pair.spec
