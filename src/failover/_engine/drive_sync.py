@@ -133,10 +133,15 @@ def call_sync(
     ended = clock.now()
     if type(result) is CoroutineType:
         _refuse_awaitable(result, func)
-    if book.threaded or pair.breaker.consecutive_failures:
-        book.ready_success(pair, ended - started, ended)
-    elif book.monitoring:  # ready_success's one step for one thread and no streak
-        pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
+    if pair.breaker.consecutive_failures:
+        book.ready_success(pair, ended - started, ended)  # ends the streak, under the lock
+    elif book.monitoring:  # ready_success's one step when there is no streak
+        lock = book.lock
+        lock.acquire()
+        try:
+            pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
+        finally:
+            lock.release()
     if debug:
         decide.completed(route.operation, pair)
     return result, pair.spec
