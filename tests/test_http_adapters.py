@@ -493,3 +493,20 @@ def test_the_endpoint_is_joined_as_the_client_joins_a_relative_url(
     client = httpx.Client(base_url=base_url)
     assert joined(client.base_url, path) == client.build_request("POST", path).url
     client.close()
+
+
+async def test_the_facade_sends_the_keys_of_the_manager_s_environ(
+    server: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PlatformManager(environ=...) decides which keys are present; TextGeneration's adapters
+    send those same keys (not the process environment's, which has none here)."""
+    for name in KEYS:
+        monkeypatch.delenv(name, raising=False)
+    manager = manager_for("openai", "groq", environ=dict(KEYS))
+    chat = chat_for(manager, server)
+    reply = await chat.complete([{"role": "user", "content": "hi"}])
+    assert reply.platform == "openai"
+    assert server.stats()["openai"].get("auth", 0) == 0
+    assert manager.environ == KEYS
+    async with manager:
+        pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
@@ -194,6 +195,7 @@ class PlatformManager:
         self.monitoring_enabled = plan.monitoring_enabled
         self.clock: Clock = plan.clock
         self.shared_state = plan.shared_state
+        self._environ = plan.environ
         self.scrub = Scrubber(plan.api_key_envs, plan.environ)
         register(self.scrub)
         self._telemetry = Telemetry(
@@ -264,6 +266,12 @@ class PlatformManager:
         kwargs = load_manager_kwargs(environ=environ, config_path=config_path)
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """Where the platforms' API keys are read: ``environ=`` as given, else ``os.environ``.
+        The HTTP adapters send the keys they find here."""
+        return os.environ if self._environ is None else self._environ
 
     @property
     def operations(self) -> tuple[str, ...]:

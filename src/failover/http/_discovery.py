@@ -9,7 +9,6 @@ returns. Nothing is recorded on the manager: its breakers and health do not move
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -133,11 +132,11 @@ def _unchecked(target: _Target, why: str) -> PlatformCheck:
 
 
 def _settings(
-    timeout: float, concurrency: int, environ: Mapping[str, str] | None
+    manager: PlatformManager, timeout: float, concurrency: int, environ: Mapping[str, str] | None
 ) -> tuple[float, int, Mapping[str, str]]:
     seconds = validate.seconds("timeout", timeout, above=0)
     limit = validate.integer("concurrency", concurrency, at_least=1)
-    return seconds, limit, os.environ if environ is None else environ
+    return seconds, limit, manager.environ if environ is None else environ
 
 
 async def check_platforms(
@@ -159,7 +158,7 @@ async def check_platforms(
 
     ``operations`` limits it to some operation types; ``base_urls`` and ``adapters`` point a
     platform elsewhere, as for :class:`TextGeneration`; keys are read from ``environ``
-    (default ``os.environ``: give the mapping the manager was given). At most
+    (default: the manager's, ``PlatformManager(environ=)`` or else ``os.environ``). At most
     ``concurrency`` checks run at once, each bounded by ``timeout`` seconds. A platform
     with no adapter is in the list, not checked, with the reason. Nothing is recorded on
     the manager; no key reaches the results.
@@ -168,7 +167,7 @@ async def check_platforms(
         from failover import default_manager
 
         manager = default_manager()
-    seconds, limit, env = _settings(timeout, concurrency, environ)
+    seconds, limit, env = _settings(manager, timeout, concurrency, environ)
     targets, created = _targets(manager, operations, base_urls or {}, adapters or {}, env)
     results: list[PlatformCheck | None] = [None] * len(targets)
     limiter = anyio.CapacityLimiter(limit)
@@ -214,7 +213,7 @@ def check_platforms_sync(
         from failover import default_manager
 
         manager = default_manager()
-    seconds, limit, env = _settings(timeout, concurrency, environ)
+    seconds, limit, env = _settings(manager, timeout, concurrency, environ)
     targets, created = _targets(manager, operations, base_urls or {}, adapters or {}, env)
 
     def check(target: _Target) -> PlatformCheck:

@@ -65,6 +65,8 @@ class _MediaOperation:
             from failover import default_manager
 
             manager = default_manager()
+        if environ is None:
+            environ = manager.environ  # the keys the manager counts as present are the ones sent
         operation = operation or self.default_operation
         names = [spec.name for spec in manager.platforms(operation)]
         adapters = dict(adapters or {})

@@ -27,13 +27,16 @@ if TYPE_CHECKING:
 
 
 def default_adapter(
-    name: str, base_url: str | None, timeout: httpx.Timeout | float
+    name: str,
+    base_url: str | None,
+    timeout: httpx.Timeout | float,
+    environ: Mapping[str, str] | None = None,
 ) -> ChatAdapter | None:
     """The adapter a well-known platform name speaks, or ``None`` for an unknown name."""
     if name in ANTHROPIC_BASE_URLS:
-        return AnthropicMessages(base_url, timeout=timeout)
+        return AnthropicMessages(base_url, timeout=timeout, environ=environ)
     if name in OPENAI_COMPATIBLE_BASE_URLS or base_url is not None:
-        return OpenAICompatibleChat(base_url, timeout=timeout)
+        return OpenAICompatibleChat(base_url, timeout=timeout, environ=environ)
     return None
 
 
@@ -51,7 +54,9 @@ class TextGeneration:
     :class:`AnthropicMessages` for ``anthropic`` and :class:`OpenAICompatibleChat` for the
     OpenAI-compatible names (``base_urls[name]`` overrides the address; an unknown name with
     a base URL is taken as OpenAI-compatible). The adapters' clients close with the manager.
-    With ``prices``, each answer's token usage becomes its platform's cost.
+    With ``prices``, each answer's token usage becomes its platform's cost. The built
+    adapters read keys from ``environ``, by default the manager's (``PlatformManager(environ=)``,
+    else ``os.environ``).
 
     Synchronous code calls the ``_sync`` twins, as it does on the manager
     (``with_fallback_sync``): :meth:`complete_sync`, :meth:`stream_sync` and :meth:`call_sync`
@@ -68,11 +73,14 @@ class TextGeneration:
         base_urls: Mapping[str, str] | None = None,
         prices: Mapping[str, TokenPrice] | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if manager is None:
             from failover import default_manager
 
             manager = default_manager()
+        if environ is None:
+            environ = manager.environ  # the keys the manager counts as present are the ones sent
         names = [spec.name for spec in manager.platforms(operation)]
         adapters = dict(adapters or {})
         base_urls = dict(base_urls or {})
@@ -106,7 +114,7 @@ class TextGeneration:
         for name in names:
             chosen = adapters.get(name)
             if chosen is None:
-                chosen = default_adapter(name, base_urls.get(name), timeout)
+                chosen = default_adapter(name, base_urls.get(name), timeout, environ)
             if chosen is None:
                 raise ConfigError(
                     f"no adapter for platform {name!r}: pass adapters={{{name!r}: "
