@@ -222,6 +222,31 @@ async def test_credit_and_auth_failures_cool_the_platform(anyio_backend: str) ->
         assert len(probe.calls) == 1
 
 
+async def test_a_check_that_proves_more_may_end_credit_and_rate_limit_cool_downs(
+    anyio_backend: str,
+) -> None:
+    """``cooldowns=`` lists what a passing check may end (a check that generates something
+    proves credits are back)."""
+    from failover import RateLimited
+
+    probe = Probe(CreditExhausted("insufficient credit"))
+    manager = make(probe, interval=10, idle_after=20, cooldowns=("auth", "credit", "rate_limited"))
+    async with manager:
+        await tick(manager, 20)
+        assert manager.get_health_status()["replicate"]["cooldown_reason"] == "credit"
+        probe.answer = None
+        await tick(manager, 10)
+        assert manager.get_health_status()["replicate"]["cooldown_reason"] is None
+        assert state(manager)["last_check"] is not None
+        probe.answer = RateLimited("slow down", retry_after=600)
+        await tick(manager, 20)
+        assert state(manager)["cooldown_reason"] == "rate_limited"
+        probe.answer = None
+        await tick(manager, 10)
+        assert state(manager)["cooldown_reason"] is None
+        assert len(probe.calls) == 4
+
+
 async def test_a_check_that_times_out_is_labelled(anyio_backend: str) -> None:
     async def hangs(spec: PlatformSpec) -> None:
         await anyio.sleep_forever()
@@ -328,6 +353,8 @@ def test_checks_run_on_the_manager_s_thread_with_manager() -> None:
         ({"checks": {}, "idle_after": -1}, "health_checks.idle_after"),
         ({"checks": {}, "timeout": float("nan")}, "health_checks.timeout"),
         ({"checks": {}, "max_concurrent": 0}, "health_checks.max_concurrent"),
+        ({"cooldowns": ["credits"]}, "health_checks.cooldowns must be one of 'auth', 'credit'"),
+        ({"cooldowns": "auth"}, "health_checks.cooldowns must be a collection of strings"),
     ],
 )
 def test_bad_settings_get_one_clear_error(settings: dict[str, Any], message: str) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -63,6 +63,8 @@ Check = Callable[[PlatformSpec], Any]
 
 #: The classification of a check that did not answer within ``timeout``.
 TIMED_OUT: Final = Classification(ErrorKind.TRANSIENT, "health_check_timeout")
+#: The cool-downs a passing check may end (``HealthChecks.cooldowns``).
+_COOLDOWNS: Final = (SkipReason.AUTH.value, SkipReason.CREDIT.value, SkipReason.RATE_LIMITED.value)
 #: A check that raised :class:`CheckInconclusive`: no verdict, nothing changes.
 INCONCLUSIVE: Final = Classification(ErrorKind.REQUEST, "inconclusive")
 
@@ -77,7 +79,10 @@ class HealthChecks:
     ``interval``: a pair is checked at most once per interval (fleet-wide with shared state).
     ``idle_after``: also check closed pairs that saw no request (and no check) for this many
     seconds; ``None`` checks only open and key-rejected pairs. ``timeout``: a check's own
-    time limit. ``max_concurrent``: checks in flight at once, per manager.
+    time limit. ``max_concurrent``: checks in flight at once, per manager. ``cooldowns``: the
+    cool-downs a passing check may end (``"auth"``, ``"credit"``, ``"rate_limited"``; default
+    ``auth`` only: a cheap check proves a key, not that credits are back or a rate window
+    passed; add the others for a check that proves them, such as a tiny generation).
     """
 
     checks: Mapping[str, Check] = field(default_factory=dict)
@@ -85,6 +90,7 @@ class HealthChecks:
     idle_after: float | None = None
     timeout: float = 10.0
     max_concurrent: int = 1
+    cooldowns: Collection[str] = ("auth",)
     _checks: dict[str, Check] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +109,10 @@ class HealthChecks:
             validate.seconds("health_checks.idle_after", self.idle_after, above=0)
         validate.seconds("health_checks.timeout", self.timeout, above=0)
         validate.integer("health_checks.max_concurrent", self.max_concurrent, at_least=1)
+        reasons = validate.strings("health_checks.cooldowns", self.cooldowns)
+        for reason in reasons:
+            validate.one_of("health_checks.cooldowns", reason, _COOLDOWNS)
+        object.__setattr__(self, "cooldowns", frozenset(reasons))
 
     def by_platform(self) -> dict[str, Check]:
         """The checks, validated, by platform name (a copy)."""
@@ -189,12 +199,14 @@ class Checker:
         breaker = pair.breaker
         if breaker.state is BreakerState.OPEN and not math.isinf(breaker.open_until):
             return "open" if quiet >= settings.interval else None
-        cooldown = pair.platform.cooldown
-        if cooldown.active(self.clock):
-            auth = cooldown.reason == SkipReason.AUTH
-            return "auth" if auth and quiet >= settings.interval else None
+        for cooldown in (pair.platform.cooldown, pair.cooldown):
+            if cooldown.active(self.clock):
+                # Cooling for a reason a check may end: due, named after it; else not.
+                reason = cooldown.reason
+                due = reason in settings.cooldowns and quiet >= settings.interval
+                return reason if due else None
         idle_after = settings.idle_after
-        if idle_after is None or quiet < idle_after or pair.cooldown.active(self.clock):
+        if idle_after is None or quiet < idle_after:
             return None
         return "idle" if breaker.state is BreakerState.CLOSED else None
 
@@ -294,12 +306,22 @@ class Checker:
         name = pair.spec.name
         if pair.key not in self.by_hand:
             pair.breaker.check_passed()  # logged by the manager's transition listener
-        cooldown = pair.platform.cooldown
-        if cooldown.reason == SkipReason.AUTH and cooldown.active(self.clock):
-            cooldown.clear()
-            logger.info("The API key of %s works again (health check): using it again", name)
-            if self.book.fleet is not None:
-                self.book.fleet.cooldown_cleared(name)
+        fleet = self.book.fleet
+        for cooldown, operation in (
+            (pair.platform.cooldown, None),
+            (pair.cooldown, pair.operation),
+        ):
+            reason = cooldown.reason
+            if reason in self.settings.cooldowns and cooldown.active(self.clock):
+                cooldown.clear()
+                logger.info(
+                    "%s's %s cool-down%s ended by a passing health check: using it again",
+                    name,
+                    reason,
+                    "" if operation is None else f" for {operation}",
+                )
+                if fleet is not None:
+                    fleet.cooldown_cleared(name, operation)
         logger.debug("Health check of %s for %s passed (%s)", name, pair.operation, why)
 
     def _failed(self, pair: Pair, why: str, verdict: Classification) -> None:

@@ -270,11 +270,12 @@ class FleetLink:
             epoch = self._epochs[(name, operation)] = next_epoch(self.epoch(name, operation))
             self._send(SharedEvent("reset", name, operation, reason="reset", epoch=epoch))
 
-    def cooldown_cleared(self, platform: str) -> None:
-        """A health check proved the platform's key works again: end its cool-down fleet-wide
-        (as a reset of the platform's cool-down, with a new epoch so older events lose)."""
-        epoch = self._epochs[(platform, None)] = next_epoch(self.epoch(platform, None))
-        self._send(SharedEvent("reset", platform, None, reason="health check", epoch=epoch))
+    def cooldown_cleared(self, platform: str, operation: str | None = None) -> None:
+        """A health check ended the platform's cool-down (``operation`` ``None``) or a pair's:
+        end it fleet-wide, as a reset with a new epoch so older events lose."""
+        key = (platform, operation)
+        epoch = self._epochs[key] = next_epoch(self.epoch(platform, operation))
+        self._send(SharedEvent("reset", platform, operation, reason="health check", epoch=epoch))
 
     async def claim_check(self, pair: Pair, seconds: float) -> bool:
         """Whether this process runs the pair's background health check for ``seconds``.
