@@ -286,6 +286,27 @@ def balance(field_name: str = "credits") -> Callable[[Any], Reading]:
 # -- sending it ------------------------------------------------------------------------------
 
 
+class FacadeChecks:
+    """``check`` and ``check_sync`` for the façades (``TextGeneration`` and the media
+    operations): the platform's own adapter answers."""
+
+    def adapter(self, platform: PlatformSpec | str) -> Discoverable:
+        raise NotImplementedError
+
+    async def check(
+        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
+    ) -> PlatformCheck:
+        """Ask ``platform``'s provider whether its key is accepted and its model exists (its
+        adapter's :meth:`~failover.http.Discoverable.check`; nothing is recorded)."""
+        return await self.adapter(platform).check(platform, timeout=timeout)
+
+    def check_sync(
+        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
+    ) -> PlatformCheck:
+        """:meth:`check` for synchronous code."""
+        return self.adapter(platform).check_sync(platform, timeout=timeout)
+
+
 class Discoverable:
     """What gives an adapter :meth:`check`: :class:`~failover.http.ChatAdapter` and
     :class:`~failover.http.MediaAdapter` inherit it; a subclass describes its provider's

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from failover._core.errors import ConfigError
 from failover._core.spec import IMAGE_EDITING, IMAGE_GENERATION, VIDEO_GENERATION, PlatformSpec
 from failover.http._blocking import run_blocking
-from failover.http._check import CHECK_TIMEOUT, PlatformCheck
+from failover.http._check import FacadeChecks
 from failover.http._images import (
     HuggingFaceImages,
     OpenAIImages,
@@ -43,7 +43,7 @@ MEDIA_ADAPTERS: Final[Mapping[str, type[MediaAdapter]]] = {
 }
 
 
-class _MediaOperation:
+class _MediaOperation(FacadeChecks):
     """The shared part: one adapter per platform of the operation, checked at construction
     for what the operation needs; their clients close with the manager."""
 
@@ -151,19 +151,6 @@ class _MediaOperation:
             self.operation, blocking_attempt, *args, **context
         )
         return result
-
-    async def check(
-        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
-    ) -> PlatformCheck:
-        """Ask ``platform``'s provider whether its key is accepted and its model exists
-        (its adapter's :meth:`~failover.http.MediaAdapter.check`; nothing is recorded)."""
-        return await self.adapter(platform).check(platform, timeout=timeout)
-
-    def check_sync(
-        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
-    ) -> PlatformCheck:
-        """:meth:`check` for synchronous code."""
-        return self.adapter(platform).check_sync(platform, timeout=timeout)
 
     def _book(self, platform: PlatformSpec, result: MediaResult) -> MediaResult:
         if result.cost:

@@ -17,7 +17,7 @@ from failover.http._adapters import (
 )
 from failover.http._base import DEFAULT_TIMEOUT, ChatAdapter, Message, check_messages
 from failover.http._blocking import blocking, run_blocking
-from failover.http._check import CHECK_TIMEOUT, PlatformCheck
+from failover.http._check import FacadeChecks
 from failover.http._result import TextResult, TokenPrice
 from failover.http._streaming import TextStream
 from failover.http._sync_stream import SyncTextStream
@@ -40,7 +40,7 @@ def default_adapter(
     return None
 
 
-class TextGeneration:
+class TextGeneration(FacadeChecks):
     """Chat completions from whichever platform of ``operation`` is healthy now::
 
         priorities = {"text_generation": [("groq", "llama-3.3-70b-versatile"),
@@ -286,21 +286,6 @@ class TextGeneration:
         cost = price.cost(input_tokens, output_tokens)
         if cost is not None:
             self.manager.record_cost(platform, self.operation, cost)
-
-    # -- discovery ---------------------------------------------------------------------------
-
-    async def check(
-        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
-    ) -> PlatformCheck:
-        """Ask ``platform``'s provider whether its key is accepted and its model exists
-        (its adapter's :meth:`~failover.http.ChatAdapter.check`; nothing is recorded)."""
-        return await self.adapter(platform).check(platform, timeout=timeout)
-
-    def check_sync(
-        self, platform: PlatformSpec, /, *, timeout: float = CHECK_TIMEOUT
-    ) -> PlatformCheck:
-        """:meth:`check` for synchronous code."""
-        return self.adapter(platform).check_sync(platform, timeout=timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
