@@ -253,3 +253,29 @@ def test_a_sync_failure_cooldown_reaches_the_fleet(redis_url: str, namespace: st
 
         wait_until(cooled, 5, "B to hear A's cool-down")
         assert b.get_platform_sync(OP).name == "groq"
+
+
+def test_a_manager_with_shared_state_never_entered_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without ``with``/``async with`` the fleet link never runs: the first half-open probe
+    logs one warning (and the process decides on its own state)."""
+    import logging
+
+    clock = FakeClock()
+    m = PlatformManager(
+        {OP: [("openai", "gpt-4o-mini"), ("groq", "llama-3.3-70b")]},
+        environ={"OPENAI_API_KEY": "sk-a", "GROQ_API_KEY": "gsk-b"},
+        clock=clock,
+        cache_ttl_seconds=30,
+        shared_state=RedisSharedState(PrivateRedis().url, unique_namespace()),
+    )
+    with caplog.at_level(logging.WARNING, logger="failover"):
+        for _ in range(3):
+            m.with_fallback_sync(OP, failing)
+        clock.advance(31)
+        for _ in range(2):
+            clock.advance(31)
+            m.with_fallback_sync(OP, failing)
+    warned = [r for r in caplog.records if "was not entered" in r.getMessage()]
+    assert len(warned) == 1

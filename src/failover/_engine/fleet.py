@@ -146,6 +146,7 @@ class FleetLink:
         "_applying",
         "_epochs",
         "_forced",
+        "_idle_warned",
         "_leases",
         "_published",
         "_refused_until",
@@ -178,6 +179,7 @@ class FleetLink:
         self._applying = False
         #: Pairs open by an operator's hand (here or in another process): re-announced as such.
         self._forced: set[tuple[str, str]] = set()
+        self._idle_warned = False
         self._leases: dict[Permit, tuple[tuple[str, str], str]] = {}
         self._refused_until: dict[tuple[str, str], float] = {}
         # Per (platform, operation or None): the newest operator epoch known here.
@@ -407,6 +409,7 @@ class FleetLink:
         backend makes the lease request itself harmless). While the fleet cannot be asked, a
         process sends at most one probe per pair at a time, whatever ``half_open_max_calls``.
         """
+        self._warn_if_not_started()
         key = pair.key
         now = self.clock.now()
         refused_until = self._refused_until.get(key)
@@ -442,6 +445,7 @@ class FleetLink:
         Where that loop is not running, or is this very thread, the fleet cannot be asked
         and the local decision stands, as during an outage.
         """
+        self._warn_if_not_started()
         host = self.host
         if host is not None and host.can_wait_here():
             try:
@@ -449,6 +453,16 @@ class FleetLink:
             except anyio.RunFinishedError:
                 pass  # the loop stopped before it ran the request: nothing was taken
         return self._probe_locally(pair, permit)
+
+    def _warn_if_not_started(self) -> None:
+        """Say once that shared state is configured but the manager was never entered."""
+        if self._idle_warned or self.host is None or self.host.running:
+            return
+        self._idle_warned = True
+        logger.warning(
+            "This manager has shared_state but was not entered (`async with manager:` or "
+            "`with manager:`): it is not connected to the fleet and decides on its own state"
+        )
 
     def _probe_locally(self, pair: Pair, permit: Permit) -> bool:
         """The fleet cannot be asked: at most one probe per pair in this process."""
