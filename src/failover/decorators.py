@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 from failover._core.errors import ConfigError
 from failover._core.spec import PlatformSpec, check_operation_name
 from failover._engine.drive_async import start
-from failover._engine.drive_sync import Workers, call_sync
+from failover._engine.drive_sync import call_sync
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
@@ -98,10 +98,6 @@ class _Decorated(Generic[P, R]):
         self._target: Callable[..., Any] = func
         #: (manager, its book, the operation's route) from the last call: looked up once.
         self._bound: tuple[PlatformManager, Book, Route] | None = None
-        #: (book, route, target) for async calls (reset when any changes).
-        self._async_path: tuple[Book, Route, Callable[..., Any]] | None = None
-        #: (book, route, workers) for synchronous calls, likewise.
-        self._sync_path: tuple[Book, Route, Workers] | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
@@ -121,7 +117,6 @@ class _Decorated(Generic[P, R]):
         bound = self._bound
         if bound is None or bound[0] is not manager:
             bound = self._bound = (manager, *manager._call_path(self.operation))
-            self._async_path = self._sync_path = None  # bound to the previous manager
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
@@ -143,7 +138,6 @@ class _Decorated(Generic[P, R]):
             )
         self._implementations[str(name)] = func
         self._target = self._dispatch
-        self._async_path = self._sync_path = None
 
 
 def _check_name(name: object) -> None:
@@ -157,16 +151,11 @@ class FallbackFunction(_Decorated[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         # The engine directly, not with_fallback: one coroutine frame less per call; and the
-        # call's book, route and target looked up once (the hot path of every decorated call).
-        path = self._async_path
-        if path is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
-            path = self._bind()
-        return (await start(path[0], path[1], path[2], args, kwargs, None))[0]  # type: ignore[no-any-return]
-
-    def _bind(self) -> tuple[Book, Route, Callable[..., Any]]:
-        _, book, route = self._path()
-        path = self._async_path = (book, route, self._target)
-        return path
+        # manager's book and route looked up once (the hot path of every decorated call).
+        bound = self._bound
+        if bound is None or (self._manager is None and bound[0] is not _process_default()):
+            bound = self._path()
+        return (await start(bound[1], bound[2], self._target, args, kwargs, None))[0]  # type: ignore[no-any-return]
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
@@ -195,18 +184,14 @@ class SyncFallbackFunction(_Decorated[P, R]):
     first parameter; the fallback chain runs synchronously (``with_fallback_sync``)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # The bound book, route and workers, looked up once (the hot path of every decorated
+        # The manager's book and route looked up once (the hot path of every decorated
         # synchronous call); rebound if the process default changed.
-        path = self._sync_path
-        if path is None or (self._manager is None and self._bound[0] is not _process_default()):  # type: ignore[index]
-            path = self._bind_sync()
-        result, _ = call_sync(path[0], path[2], path[1], self._target, args, kwargs, None)
+        bound = self._bound
+        if bound is None or (self._manager is None and bound[0] is not _process_default()):
+            bound = self._path()
+        manager, book, route = bound
+        result, _ = call_sync(book, manager._workers, route, self._target, args, kwargs, None)
         return result  # type: ignore[no-any-return]
-
-    def _bind_sync(self) -> tuple[Book, Route, Workers]:
-        manager, book, route = self._path()
-        path = self._sync_path = (book, route, manager._workers)
-        return path
 
     def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""

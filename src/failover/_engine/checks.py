@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 
@@ -91,7 +91,6 @@ class HealthChecks:
     timeout: float = 10.0
     max_concurrent: int = 1
     cooldowns: Collection[str] = ("auth",)
-    _checks: dict[str, Check] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         given = validate.mapping(
@@ -103,7 +102,7 @@ class HealthChecks:
             checks[name] = validate.callable_(
                 "health_checks.checks", check, label=f"health_checks.checks[{name!r}]"
             )
-        object.__setattr__(self, "_checks", checks)
+        object.__setattr__(self, "checks", checks)  # the validated copy
         validate.seconds("health_checks.interval", self.interval, above=0)
         if self.idle_after is not None:
             validate.seconds("health_checks.idle_after", self.idle_after, above=0)
@@ -114,13 +113,8 @@ class HealthChecks:
             validate.one_of("health_checks.cooldowns", reason, _COOLDOWNS)
         object.__setattr__(self, "cooldowns", frozenset(reasons))
 
-    def by_platform(self) -> dict[str, Check]:
-        """The checks, validated, by platform name (a copy)."""
-        return dict(self._checks)
 
-
-@dataclass(slots=True)
-class CheckRecord:
+class CheckRecord(NamedTuple):
     """The last check of one pair (monotonic clock readings)."""
 
     at: float
@@ -136,7 +130,7 @@ class Checker:
         self.book = book
         self.clock = book.clock
         self.all_pairs = list(pairs.values())
-        self.checks: dict[str, Check] = settings.by_platform()
+        self.checks: dict[str, Check] = dict(settings.checks)
         self.pairs = [pair for pair in self.all_pairs if pair.spec.name in self.checks]
         self.records: dict[tuple[str, str], CheckRecord] = {}
         #: Pairs an operator opened or closed (left alone until reset).
@@ -278,7 +272,7 @@ class Checker:
         verdict: Classification | None = None
         with self.clock.cancel_scope(self.settings.timeout) as scope:
             try:
-                _passed(await _run(check, pair.spec))
+                _raise_if_failed(await _run(check, pair.spec))
             except CheckInconclusive:
                 logger.debug("Health check of %s for %s was inconclusive", *pair.key)
                 return INCONCLUSIVE
@@ -361,7 +355,7 @@ async def _awaited(result: Awaitable[Any]) -> Any:
     return await result
 
 
-def _passed(result: Any) -> None:
+def _raise_if_failed(result: Any) -> None:
     """Raise when a check's return value says it failed."""
     raise_for_problem = getattr(result, "raise_for_problem", None)
     if callable(raise_for_problem):

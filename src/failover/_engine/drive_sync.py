@@ -133,15 +133,8 @@ def call_sync(
     ended = clock.now()
     if type(result) is CoroutineType:
         _refuse_awaitable(result, func)
-    if pair.breaker.consecutive_failures:
-        book.ready_success(pair, ended - started, ended)  # ends the streak, under the lock
-    elif book.monitoring:  # ready_success's one step when there is no streak
-        lock = book.lock
-        lock.acquire()
-        try:
-            pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
-        finally:
-            lock.release()
+    if pair.breaker.consecutive_failures or book.monitoring:  # else nothing to record
+        book.ready_success(pair, ended - started, ended)
     if debug:
         decide.completed(route.operation, pair)
     return result, pair.spec

@@ -445,13 +445,13 @@ class FleetLink:
         Where that loop is not running, or is this very thread, the fleet cannot be asked
         and the local decision stands, as during an outage.
         """
-        self._warn_if_not_started()
         host = self.host
         if host is not None and host.can_wait_here():
             try:
-                return host.run_coroutine(self.acquire_probe, pair, permit)
+                return host.run_coroutine(self.acquire_probe, pair, permit)  # it warns if need be
             except anyio.RunFinishedError:
                 pass  # the loop stopped before it ran the request: nothing was taken
+        self._warn_if_not_started()
         return self._probe_locally(pair, permit)
 
     def _warn_if_not_started(self) -> None:
