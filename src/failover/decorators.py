@@ -14,8 +14,12 @@ from failover._engine.drive_sync import call_sync
 
 if TYPE_CHECKING:
     from failover._engine.book import Book
+    from failover._engine.drive_sync import Workers
     from failover._engine.route import Route
     from failover._manager import PlatformManager
+
+    #: What a decorated call needs (a plain tuple: it is unpacked on every call).
+    _Path = tuple[PlatformManager, Book, Route, Workers, Callable[..., Any]]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,6 +87,10 @@ class _Decorated(Generic[P, R]):
     """What both kinds of ``@fallback`` function share: the operation, the manager, the
     per-platform implementations, and what a call runs."""
 
+    # Slots for what a call reads (faster than the instance dict, which update_wrapper fills
+    # with the decorated function's attributes).
+    __slots__ = ("__dict__", "__weakref__", "_bound", "_manager", "_target")
+
     # Copied from the decorated function by functools.update_wrapper.
     __name__: str
     __qualname__: str
@@ -96,8 +104,9 @@ class _Decorated(Generic[P, R]):
         self._implementations: dict[str, Callable[..., Any]] = {}
         #: What a call runs: the function, or the dispatcher once implementations exist.
         self._target: Callable[..., Any] = func
-        #: (manager, its book, the operation's route) from the last call: looked up once.
-        self._bound: tuple[PlatformManager, Book, Route] | None = None
+        #: What a call needs, from the last call: the manager, its book, the operation's route,
+        #: its attempt workers and the target. Looked up once; again when the target changes.
+        self._bound: _Path | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         # inspect.signature() would follow __wrapped__ and show ``platform``; callers never pass it.
         signature = _signature_without_platform(func)
@@ -110,13 +119,14 @@ class _Decorated(Generic[P, R]):
         manager = self._manager
         return manager if manager is not None else _process_default()
 
-    def _path(self) -> tuple[PlatformManager, Book, Route]:
+    def _path(self) -> _Path:
         manager = self._manager
         if manager is None:
             manager = _process_default()
         bound = self._bound
         if bound is None or bound[0] is not manager:
-            bound = self._bound = (manager, *manager._call_path(self.operation))
+            book, route = manager._call_path(self.operation)
+            bound = self._bound = (manager, book, route, manager._workers, self._target)
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:
@@ -138,6 +148,7 @@ class _Decorated(Generic[P, R]):
             )
         self._implementations[str(name)] = func
         self._target = self._dispatch
+        self._bound = None
 
 
 def _check_name(name: object) -> None:
@@ -155,7 +166,7 @@ class FallbackFunction(_Decorated[P, R]):
         bound = self._bound
         if bound is None or (self._manager is None and bound[0] is not _process_default()):
             bound = self._path()
-        return (await start(bound[1], bound[2], self._target, args, kwargs, None))[0]  # type: ignore[no-any-return]
+        return (await start(bound[1], bound[2], bound[4], args, kwargs, None))[0]  # type: ignore[no-any-return]
 
     async def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
@@ -184,21 +195,18 @@ class SyncFallbackFunction(_Decorated[P, R]):
     first parameter; the fallback chain runs synchronously (``with_fallback_sync``)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # The manager's book and route looked up once (the hot path of every decorated
-        # synchronous call); rebound if the process default changed.
+        # What a call needs, looked up once (the hot path of every decorated synchronous
+        # call); rebound if the process default changed.
         bound = self._bound
         if bound is None or (self._manager is None and bound[0] is not _process_default()):
             bound = self._path()
-        manager, book, route = bound
-        result, _ = call_sync(book, manager._workers, route, self._target, args, kwargs, None)
-        return result  # type: ignore[no-any-return]
+        _, book, route, workers, target = bound
+        return call_sync(book, workers, route, target, args, kwargs, None)[0]  # type: ignore[no-any-return]
 
     def call_with_platform(self, *args: P.args, **kwargs: P.kwargs) -> tuple[R, PlatformSpec]:
         """Like calling it, but also returns the platform that answered."""
-        manager, book, route = self._path()
-        answer: tuple[R, PlatformSpec] = call_sync(
-            book, manager._workers, route, self._target, args, kwargs, None
-        )
+        _, book, route, workers, target = self._path()
+        answer: tuple[R, PlatformSpec] = call_sync(book, workers, route, target, args, kwargs, None)
         return answer
 
     def platform(
