@@ -216,6 +216,10 @@ def sync_variants() -> dict[str, AsyncCall]:
     harness can interleave them: the wrapper's cost cancels out against the bare call."""
     breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=300)
     call_breaker = breaker.call
+    # "OTel API, no SDK": the API imported (as in the full run, after the happy path's SDK
+    # providers were made), no provider installed.
+    import opentelemetry.metrics
+    import opentelemetry.trace  # noqa: F401
 
     async def bare() -> str:
         return operation_sync(SPEC)
