@@ -76,15 +76,40 @@ def run_python(script: str, env: dict[str, str] | None = None) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-PICKUP = """
+#: What both pickup scripts start with: the SDK, and a function installing global providers
+#: that record in memory (the API allows that once per process).
+SDK = """
 import json
-import anyio
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+def install_providers():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return exporter, reader
+
+def metric_names(reader):
+    data = reader.get_metrics_data()
+    return sorted(
+        metric.name
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    )
+"""
+
+PICKUP = (
+    SDK
+    + """
+import anyio
 
 import failover
 from failover import PlatformManager, fallback
@@ -102,12 +127,7 @@ async def erase(platform, image):
 
 async def main():
     before = await erase(b"png")
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    exporter, reader = install_providers()
     manager.reset("alpha")
     after = await erase(b"png")
     spans = [
@@ -119,18 +139,12 @@ async def main():
         }
         for span in exporter.get_finished_spans()
     ]
-    data = reader.get_metrics_data()
-    names = sorted(
-        metric.name
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-    )
     print(json.dumps({"results": [before.decode(), after.decode()], "spans": spans,
-                      "metrics": names}))
+                      "metrics": metric_names(reader)}))
 
 anyio.run(main, backend=BACKEND)
 """
+)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -202,3 +216,42 @@ print(json.dumps({"tracer": type(manager._telemetry.tracer()).__name__}))
     result = run_python(script, {"OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"})
 
     assert result == {"tracer": "Tracer"}
+
+
+SYNC_PICKUP = (
+    SDK
+    + """
+from failover import PlatformManager, fallback
+
+manager = PlatformManager({"text_generation": [("alpha", "a-1")]}, environ={})
+
+@fallback("text_generation", manager=manager)
+def answer(platform):
+    return platform.name
+
+before = [answer(), manager.with_fallback_sync("text_generation", answer.__wrapped__)[0]]
+peeking = manager._telemetry.peek is not None  # the fast path read the API's globals
+exporter, reader = install_providers()
+after = [answer(), manager.with_fallback_sync("text_generation", answer.__wrapped__)[0]]
+spans = sorted(span.name for span in exporter.get_finished_spans())
+print(json.dumps({"results": before + after, "peeking": peeking, "spans": spans,
+                  "metrics": metric_names(reader),
+                  "peek_after": manager._telemetry.peek is not None}))
+"""
+)
+
+
+def test_synchronous_calls_start_tracing_when_a_provider_is_installed_later() -> None:
+    """The fast paths read the API's provider globals instead of asking (Telemetry.peek):
+    installing providers afterwards is seen by the very next call."""
+    result = run_python(SYNC_PICKUP)
+
+    assert result["results"] == ["alpha"] * 4
+    assert result["peeking"] is True
+    assert result["spans"] == sorted(["failover text_generation", "chat a-1"] * 2)
+    assert result["metrics"] == [
+        "failover.attempt.duration",
+        "failover.attempts",
+        "failover.call.duration",
+    ]
+    assert result["peek_after"] is False

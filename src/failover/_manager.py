@@ -535,7 +535,8 @@ class PlatformManager:
         pair = self._pair(platform, operation)
         amount = validate.number("cost", cost, at_least=0, bare_type_error=True)
         if self.monitoring_enabled:
-            pair.stats.cost += amount - pair.spec.estimated_cost
+            with self._book.guard:
+                pair.stats.cost += amount - pair.spec.estimated_cost
         self._wiring.cost_recorded(pair, amount)
 
     @staticmethod
@@ -602,6 +603,9 @@ class PlatformManager:
         A plain, JSON-serialisable dict; timestamps are ISO-8601 strings or ``None``.
         """
         clock = self.clock
+        with self._book.guard:  # count the successes noted lock-free since the last read
+            for pair in self._pairs.values():
+                pair.stats.settle()
         status: dict[str, Any] = {}
         for name, platform in self._platforms.items():
             pairs = [pair for pair in self._pairs.values() if pair.spec.name == name]
@@ -674,11 +678,12 @@ class PlatformManager:
                 f"unknown platform {platform!r} (known: {', '.join(sorted(self._platforms))})",
                 key=platform,
             )
-        for pair in self._pairs.values():
-            if (platform is None or pair.spec.name == platform) and (
-                operation is None or pair.operation == operation
-            ):
-                pair.stats = PairStats()
+        with self._book.guard:
+            for pair in self._pairs.values():
+                if (platform is None or pair.spec.name == platform) and (
+                    operation is None or pair.operation == operation
+                ):
+                    pair.stats = PairStats(pair.spec.estimated_cost)
 
     def set_health_check(self, platform: PlatformSpec | str, check: Check | None) -> None:
         """Check ``platform`` in the background with ``check`` from now on (``None`` stops).

@@ -1,8 +1,15 @@
 """Health counters per pair: requests, failures, response times (avg and p95), cost.
 
-Memory per pair is bounded whatever the traffic: response times go into a fixed-size ring
-of C doubles (``array('d')``: 8 bytes a time, no float object kept alive) used for the p95;
-the average is a running sum. Recording is O(1) and allocation-light.
+Memory per pair is bounded whatever the traffic: the last response times are kept as C
+doubles (``array('d')``: 8 bytes a time, no float object kept alive) for the p95; the average
+is a running sum. Recording is O(1) and allocation-light.
+
+The happy path notes a success without a lock, from any number of threads: it appends the
+response time to the array (one C call, atomic under the GIL) and sets ``last_success``.
+:meth:`PairStats.settle`, under the engine's lock, counts the noted successes into the
+counters in one batch and drops the times that fell out of the last ``RESERVOIR_SIZE``;
+whoever reads the counters settles first, so what they read is exact. At most
+``SETTLE_AT - RESERVOIR_SIZE`` noted successes wait for it.
 """
 
 from __future__ import annotations
@@ -14,13 +21,15 @@ from typing import Final, NamedTuple
 
 #: How many recent response times a pair keeps for its p95.
 RESERVOIR_SIZE: Final = 128
+#: Past this many entries in ``PairStats.times`` (the kept times and the noted ones after
+#: them), the thread noting a success settles them.
+SETTLE_AT: Final = RESERVOIR_SIZE + 128
 
 
 class PairStats:
     """Counters of one (platform, operation) pair. Times are monotonic clock readings."""
 
     __slots__ = (
-        "_ring",
         "cost",
         "failures",
         "last_error_kind",
@@ -31,9 +40,11 @@ class PairStats:
         "successes",
         "timed_count",
         "timed_sum",
+        "times",
+        "unit_cost",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, unit_cost: float = 0.0) -> None:
         self.successes = 0
         self.failures = 0
         self.timed_sum = 0.0
@@ -46,9 +57,11 @@ class PairStats:
         #: not failures of the platform, but a pair that keeps getting them falls through.
         self.request_faults = 0
         self.last_request_fault: str | None = None
-        #: The last RESERVOIR_SIZE timed outcomes; ``timed_count`` is its write cursor (the
-        #: ring holds ``min(timed_count, RESERVOIR_SIZE)`` entries).
-        self._ring: array[float] = array("d")
+        #: The cost a success adds (the platform's estimate) when it is settled.
+        self.unit_cost = unit_cost
+        #: The last ``min(timed_count, RESERVOIR_SIZE)`` timed outcomes, oldest first, then
+        #: the response times of successes noted and not yet settled.
+        self.times: array[float] = array("d")
 
     @property
     def total_requests(self) -> int:
@@ -65,31 +78,55 @@ class PairStats:
 
     @property
     def p95_response_time(self) -> float | None:
-        return percentile(self._ring, 0.95)
+        return percentile(self.recent_times(), 0.95)
+
+    def note(self, now: float, seconds: float) -> bool:
+        """A success noted without a lock (any number of threads at once); ``True`` when the
+        caller should :meth:`settle` now, under the lock. (The synchronous driver inlines it.)"""
+        self.last_success = now
+        times = self.times
+        times.append(seconds)
+        return len(times) > SETTLE_AT
+
+    def settle(self) -> None:
+        """Count the successes noted since the last settle (under the engine's lock: any
+        number of threads may go on noting meanwhile; what they append waits for the next)."""
+        times = self.times
+        count = self.timed_count
+        kept = count if count < RESERVOIR_SIZE else RESERVOIR_SIZE
+        noted = len(times) - kept
+        if noted <= 0:
+            return
+        total = sum(times[kept : kept + noted])
+        over = kept + noted - RESERVOIR_SIZE
+        if over > 0:
+            del times[:over]  # the oldest; appends meanwhile land after the noted ones
+        self.successes += noted
+        self.timed_count = count + noted
+        self.timed_sum += total
+        if self.unit_cost:
+            self.cost += noted * self.unit_cost
 
     def record_time(self, seconds: float) -> None:
+        """A timed outcome booked directly (under the engine's lock)."""
+        times = self.times
         count = self.timed_count
+        # Before the noted successes (a thread may be appending one now): they stay noted.
+        if count < RESERVOIR_SIZE:
+            times.insert(count, seconds)
+        else:
+            times.insert(RESERVOIR_SIZE, seconds)
+            del times[0]
         self.timed_sum += seconds
         self.timed_count = count + 1
-        if count < RESERVOIR_SIZE:
-            self._ring.append(seconds)
-        else:
-            self._ring[count % RESERVOIR_SIZE] = seconds
 
-    def record_success(self, now: float, seconds: float | None, cost: float) -> None:
+    def record_success(self, now: float, seconds: float | None) -> None:
         self.successes += 1
         self.last_success = now
-        if cost:
-            self.cost += cost
+        if self.unit_cost:
+            self.cost += self.unit_cost
         if seconds is not None:
-            # record_time, inlined: this runs on every successful call.
-            count = self.timed_count
-            self.timed_sum += seconds
-            self.timed_count = count + 1
-            if count < RESERVOIR_SIZE:
-                self._ring.append(seconds)
-            else:
-                self._ring[count % RESERVOIR_SIZE] = seconds
+            self.record_time(seconds)
 
     def record_failure(self, now: float, seconds: float | None, kind: str) -> None:
         self.failures += 1
@@ -103,7 +140,9 @@ class PairStats:
         self.last_request_fault = reason or "bad_request"
 
     def recent_times(self) -> list[float]:
-        return list(self._ring)
+        """The last settled response times, oldest first (:meth:`settle` first)."""
+        count = self.timed_count
+        return self.times[: count if count < RESERVOIR_SIZE else RESERVOIR_SIZE].tolist()
 
 
 def percentile(values: Iterable[float], fraction: float) -> float | None:

@@ -115,7 +115,7 @@ class PairState:
         self.platform = platform
         self.breaker = breaker
         self.classifiers = classifiers
-        self.stats = PairStats()
+        self.stats = PairStats(spec.estimated_cost)
         self.cooldown = Cooldown()
         self._environ = os.environ if environ is None else environ
         #: Whether the key was found once (it is then assumed to stay: see :meth:`key_present`).

@@ -28,6 +28,7 @@ from failover._observe.scrub import get_logger
 
 if TYPE_CHECKING:
     from failover._core.clock import Clock
+    from failover._core.health import PairStats
     from failover._engine.call import Call
     from failover._engine.fleet import FleetLink
     from failover._engine.route import Pair
@@ -374,9 +375,7 @@ class Book:
         if had_failures:
             pair.record_failure_counters()
         if self.settings.monitoring_enabled:
-            pair.stats.record_success(
-                self.clock.now() if now is None else now, duration, pair.spec.estimated_cost
-            )
+            pair.stats.record_success(self.clock.now() if now is None else now, duration)
             if duration is not None:
                 instruments = self.telemetry.instruments()
                 if instruments is not None:
@@ -388,20 +387,20 @@ class Book:
 
     def ready_success(self, pair: Pair, duration: float, now: float) -> None:
         """A success on a pair that was ready (closed, nothing cooling) while nobody records
-        spans or metrics: :meth:`succeeded` without what cannot apply (the fast path)."""
-        lock = self.lock if self.threaded else None
-        if lock is not None:
-            lock.acquire()
-        try:
+        spans or metrics, and that had failed before: :meth:`succeeded` without what cannot
+        apply. (Without a failure streak the fast paths note the success lock-free.)"""
+        with self.guard:
             breaker = pair.breaker
             if breaker.consecutive_failures:  # a success ends the streak
                 breaker.on_success(CLOSED_PERMIT)
                 pair.record_failure_counters()
             if self.monitoring:
-                pair.stats.record_success(now, duration, pair.spec.estimated_cost)
-        finally:
-            if lock is not None:
-                lock.release()
+                pair.stats.record_success(now, duration)
+
+    def settle(self, stats: PairStats) -> None:
+        """Count the successes noted lock-free on ``stats`` (see ``failover._core.health``)."""
+        with self.guard:
+            stats.settle()
 
     def failed(
         self, pair: Pair, permit: Permit | None, verdict: Classification, duration: float | None

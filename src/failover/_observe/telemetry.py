@@ -100,6 +100,13 @@ class _MaybeSet:
     _METER_PROVIDER: Final = True
 
 
+class _Silent:
+    """``Telemetry.peek`` with monitoring disabled: nothing is ever recorded."""
+
+    _TRACER_PROVIDER: Final = None
+    _METER_PROVIDER: Final = None
+
+
 def _api_imported() -> bool:
     """Whether the OpenTelemetry API is imported (by anyone); binds our names to it if so."""
     if _trace_peek is not None:
@@ -219,6 +226,7 @@ class Telemetry:
         "_tracer",
         "_tracing_off",
         "enabled",
+        "peek",
         "scrub",
     )
 
@@ -244,6 +252,10 @@ class Telemetry:
         self._peek_tracer = _PEEK_TRACER_PROVIDER and tracer_provider is None
         self._peek_meter = _PEEK_METER_PROVIDER and meter_provider is None
         self._peek_both = enabled and self._peek_tracer and self._peek_meter
+        #: The API's trace and metrics modules while their ``_TRACER_PROVIDER`` and
+        #: ``_METER_PROVIDER`` alone tell whether anyone listens (set by :meth:`quiet`): the
+        #: hot paths read those two instead of calling it. ``None`` otherwise.
+        self.peek: tuple[Any, Any] | None = None if enabled else (_Silent, _Silent)
 
     def quiet(self) -> bool:
         """``True`` when a call would record nothing: no tracer and no instruments.
@@ -260,17 +272,21 @@ class Telemetry:
             and peek._TRACER_PROVIDER is None
             and _meter_peek._METER_PROVIDER is None
         ):
+            if peek is not _MaybeSet and _meter_peek is not _MaybeSet:
+                self.peek = (peek, _meter_peek)
             return True  # the default: API imported, no provider installed
         if peek is None:
             if self._tracing_off and self._metrics_off:
                 return True  # monitoring off: no need to look for the API
-            if not _api_imported():
+            modules = sys.modules  # _api_imported()'s test, inlined: the API not imported
+            if "opentelemetry.trace" not in modules and "opentelemetry.metrics" not in modules:
                 # The API is not imported: no global provider can be installed.
                 if (self._tracing_off or self._peek_tracer) and (
                     self._metrics_off or self._peek_meter
                 ):
                     return True
                 return self.tracer() is None and self.instruments() is None
+            _load_api()  # imported since: bind the names the test below reads
         if (self._tracing_off or (self._peek_tracer and _trace_peek._TRACER_PROVIDER is None)) and (
             self._metrics_off or (self._peek_meter and _meter_peek._METER_PROVIDER is None)
         ):
@@ -311,6 +327,7 @@ class Telemetry:
             self._tracing_off = True
             return None
         self._tracer = tracer
+        self.peek = None  # a tracer now: quiet() answers
         return tracer
 
     def _resolve_instruments(self) -> Instruments | None:
@@ -325,6 +342,7 @@ class Telemetry:
             self._metrics_off = True
             return None
         instruments = self._instruments = Instruments(meter)
+        self.peek = None
         return instruments
 
     # -- spans -------------------------------------------------------------------------------

@@ -88,7 +88,11 @@ async def _fast(
             clock = book.clock
             started = clock.now()
             try:
-                result = func(pair.spec, *args, **kwargs)
+                # Unpacking empty args and kwargs costs more than the rest of the call: skipped.
+                if kwargs:
+                    result = func(pair.spec, *args, **kwargs)
+                else:
+                    result = func(pair.spec, *args) if args else func(pair.spec)
                 if type(result) is CoroutineType or isinstance(result, Awaitable):
                     result = await result
             except BaseException as exc:
@@ -99,10 +103,12 @@ async def _fast(
                 book.finish(call, answer[1].name)
                 return answer
             ended = clock.now()
-            if book.threaded or pair.breaker.consecutive_failures:
+            if pair.breaker.consecutive_failures:  # a success ends the streak: locked
                 book.ready_success(pair, ended - started, ended)
-            elif book.monitoring:  # ready_success's one step for one thread and no streak
-                pair.stats.record_success(ended, ended - started, pair.spec.estimated_cost)
+            elif book.monitoring:
+                stats = pair.stats
+                if stats.note(ended, ended - started):  # lock-free (failover._core.health)
+                    book.settle(stats)
             if debug:
                 decide.completed(route.operation, pair)
             return result, pair.spec
