@@ -81,6 +81,7 @@ class Book:
         "fleet",
         "lock",
         "monitoring",
+        "now",
         "owner",
         "settings",
         "telemetry",
@@ -98,6 +99,8 @@ class Book:
         #: ``settings.monitoring_enabled``, read on every success.
         self.monitoring = settings.monitoring_enabled
         self.clock = clock
+        #: ``clock.now``, looked up once: the hot paths read it twice per call.
+        self.now = clock.now
         self.telemetry = telemetry
         #: Set by the manager when state is shared across processes (probe leases, cool-downs).
         self.fleet: FleetLink | None = None

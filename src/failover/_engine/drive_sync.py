@@ -131,7 +131,7 @@ def call_sync(
     debug = logger.isEnabledFor(DEBUG)
     if debug:
         decide.selected(route.operation, pair)
-    now = book.clock.now
+    now = book.now
     started = now()
     try:
         # Unpacking empty args and kwargs costs more than the rest of the call: skipped.

@@ -85,8 +85,8 @@ async def _fast(
             debug = logger.isEnabledFor(DEBUG)
             if debug:
                 decide.selected(route.operation, pair)
-            clock = book.clock
-            started = clock.now()
+            now = book.now
+            started = now()
             try:
                 # Unpacking empty args and kwargs costs more than the rest of the call: skipped.
                 if kwargs:
@@ -98,11 +98,11 @@ async def _fast(
             except BaseException as exc:
                 call = Call(book, route, func, args, kwargs, context)
                 call.tries = 1
-                failed = Tried(False, exc, started, clock.now(), _cancelled(exc))
+                failed = Tried(False, exc, started, now(), _cancelled(exc))
                 answer: Answer = await drive(book, call, resume(book, call, order, failed))
                 book.finish(call, answer[1].name)
                 return answer
-            ended = clock.now()
+            ended = now()
             if pair.breaker.consecutive_failures:  # a success ends the streak: locked
                 book.ready_success(pair, ended - started, ended)
             elif book.monitoring:
