@@ -347,6 +347,26 @@ def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> li
                     f"{_ns(added)} ns per successful call (telemetry off).",
                     "",
                 ]
+    sync = results.get("sync")
+    if sync is not None:
+        out += ["### Happy path, synchronous", ""]
+        out.append(
+            f"Thread CPU ns per call, median [IQR] of {sync['rounds']} interleaved rounds; "
+            "overhead = per call minus the bare call; ratios compare overheads round by round."
+        )
+        out.append("")
+        rows = []
+        for name, spread in sync["per_call_ns"].items():
+            compared = sync["ratios"].get(name)
+            rows.append(
+                [
+                    name,
+                    _ns(spread),
+                    _ns(sync["overhead_ns"][name]),
+                    _x(compared["pybreaker call()"]) if compared else "",
+                ]
+            )
+        out += [*table(["variant", "ns/call", "overhead ns", "vs call()"], rows), ""]
     if "skip" in results:
         out += ["### Skip cost: open platforms before the one that answers", ""]
         out.append(
