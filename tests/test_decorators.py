@@ -324,3 +324,32 @@ async def test_decoration_does_not_build_the_default_manager(
     with pytest.raises(AllPlatformsFailed):  # built-in table, no keys set: all skipped
         await which()
     assert len(built) == 1
+
+
+def test_an_implementation_registered_during_the_first_call_is_not_lost() -> None:
+    """A first call caches what calls need (its target included); an implementation
+    registered while it does so must not be shadowed by that cache."""
+    from failover import PlatformManager, fallback
+
+    manager = PlatformManager({"text_generation": [("alpha", "a-1")]}, environ={})
+
+    @fallback("text_generation", manager=manager)
+    def answer(platform: PlatformSpec) -> str:
+        return "generic"
+
+    original = manager._call_path
+
+    def registering_meanwhile(operation: str) -> Any:
+        path = original(operation)
+        if not answer._implementations:
+
+            @answer.platform("alpha")
+            def _(platform: PlatformSpec) -> str:
+                return "alpha's own"
+
+        return path
+
+    manager._call_path = registering_meanwhile  # type: ignore[method-assign]
+    answer()  # binds while the implementation is registered
+    manager._call_path = original  # type: ignore[method-assign]
+    assert answer() == "alpha's own"

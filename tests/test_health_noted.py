@@ -303,3 +303,44 @@ def test_the_sync_and_async_fast_paths_note_alike(anyio_backend: str) -> None:
             "cost": pytest.approx((SETTLE_AT + 7) * UNIT_COST),
         }
     )
+
+
+def test_health_read_from_another_thread_than_the_async_callers_stays_exact(
+    anyio_backend: str,
+) -> None:
+    """Reading health settles (it writes): from a thread other than the event loop's it
+    turns the manager's lock on, so it never settles alongside the loop's own bookings."""
+    manager = make(failure_threshold=10**6)
+    calls = 20_000
+    done = threading.Event()
+
+    async def flaky_async(platform: PlatformSpec, index: int) -> str:
+        return flaky(platform, index)
+
+    async def main() -> None:
+        for index in range(calls):
+            await manager.with_fallback(OP, flaky_async, index)
+
+    def loop() -> None:
+        try:
+            anyio.run(main, backend=anyio_backend)
+        finally:
+            done.set()
+
+    caller = threading.Thread(target=loop)
+    reads = 0
+    with switching_often():
+        caller.start()
+        while not done.is_set():
+            manager.get_health_status()
+            reads += 1
+        caller.join(60)
+    failures = sum(1 for index in range(calls) if index % 5 == 0)
+    alpha = manager.get_health_status()["alpha"]
+    stats = manager._pair("alpha", OP).stats
+    assert reads > 1
+    assert manager._book.threaded  # the reader's first read turned the lock on
+    assert alpha["total_requests"] == calls
+    assert (stats.successes, stats.failures) == (calls - failures, failures)
+    assert stats.timed_count == calls
+    assert alpha["cost"] == pytest.approx((calls - failures) * UNIT_COST)

@@ -255,3 +255,49 @@ def test_synchronous_calls_start_tracing_when_a_provider_is_installed_later() ->
         "failover.call.duration",
     ]
     assert result["peek_after"] is False
+
+
+NO_OP_AFTER_PEEK = """
+import json
+from opentelemetry import trace
+import failover._engine.drive_sync as drive_sync
+from failover import PlatformManager
+
+manager = PlatformManager({"text_generation": [("alpha", "a-1")]}, environ={})
+def answer(platform):
+    return platform.name
+
+manager.with_fallback_sync("text_generation", answer)
+peeking = manager._telemetry.peek is not None
+observed = []
+original = drive_sync._observed
+def counting(*args):
+    observed.append(1)
+    return original(*args)
+drive_sync._observed = counting
+trace.set_tracer_provider(PROVIDER)
+for _ in range(50):
+    manager.with_fallback_sync("text_generation", answer)
+print(json.dumps({"peeking": peeking, "observed": len(observed),
+                  "off": manager._telemetry._tracing_off}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("provider", "env"),
+    [
+        ("trace.NoOpTracerProvider()", {}),
+        ("__import__('opentelemetry.sdk.trace').sdk.trace.TracerProvider()",
+         {"OTEL_SDK_DISABLED": "true"}),
+    ],
+)  # fmt: skip
+def test_a_provider_that_records_nothing_installed_later_leaves_the_fast_path_once(
+    provider: str, env: dict[str, str]
+) -> None:
+    """The fast path reads the API's globals (Telemetry.peek); once a provider that records
+    nothing is installed, one call looks and every later call is back on the fast path."""
+    result = run_python(NO_OP_AFTER_PEEK.replace("PROVIDER", provider), env)
+
+    assert result["peeking"] is True
+    assert result["off"] is True
+    assert result["observed"] == 1

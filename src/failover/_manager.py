@@ -535,6 +535,7 @@ class PlatformManager:
         pair = self._pair(platform, operation)
         amount = validate.number("cost", cost, at_least=0, bare_type_error=True)
         if self.monitoring_enabled:
+            self._book.arrive()  # from another thread: the lock from now on
             with self._book.guard:
                 pair.stats.cost += amount - pair.spec.estimated_cost
         self._wiring.cost_recorded(pair, amount)
@@ -603,7 +604,10 @@ class PlatformManager:
         A plain, JSON-serialisable dict; timestamps are ISO-8601 strings or ``None``.
         """
         clock = self.clock
-        with self._book.guard:  # count the successes noted lock-free since the last read
+        # Count the successes noted lock-free since the last read. Settling writes: read
+        # from a thread other than the callers' the manager locks from now on.
+        self._book.arrive()
+        with self._book.guard:
             for pair in self._pairs.values():
                 pair.stats.settle()
         status: dict[str, Any] = {}
@@ -678,6 +682,7 @@ class PlatformManager:
                 f"unknown platform {platform!r} (known: {', '.join(sorted(self._platforms))})",
                 key=platform,
             )
+        self._book.arrive()
         with self._book.guard:
             for pair in self._pairs.values():
                 if (platform is None or pair.spec.name == platform) and (

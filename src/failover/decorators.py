@@ -125,8 +125,11 @@ class _Decorated(Generic[P, R]):
             manager = _process_default()
         bound = self._bound
         if bound is None or bound[0] is not manager:
+            target = self._target
             book, route = manager._call_path(self.operation)
-            bound = self._bound = (manager, book, route, manager._workers, self._target)
+            bound = self._bound = (manager, book, route, manager._workers, target)
+            if self._target is not target:  # an implementation registered meanwhile
+                self._bound = None  # (_register sets _target, then clears _bound)
         return bound
 
     def _dispatch(self, platform: PlatformSpec, /, *args: Any, **kwargs: Any) -> Any:

@@ -115,7 +115,7 @@ class Book:
 
         The async entry points call this only while ``threaded`` is off. (The one update that
         may be under way on the first thread at the very moment a second thread first calls
-        is not covered: at most one counter increment, once in a manager's life.)
+        is not covered: at most one outcome counted wrongly, once in a manager's life.)
         """
         if self.owner is None:
             self.owner = thread
@@ -401,8 +401,12 @@ class Book:
                 pair.stats.record_success(now, duration)
 
     def settle(self, stats: PairStats) -> None:
-        """Count the successes noted lock-free on ``stats`` (see ``failover._core.health``)."""
-        with self.guard:
+        """Count the successes noted lock-free on ``stats`` (see ``failover._core.health``).
+
+        Always under the lock, even before the manager is shared between threads: a second
+        thread's first settle must not overlap one of the first thread's (it happens once
+        every 128 successes, so the lock costs nothing that shows)."""
+        with self.lock:
             stats.settle()
 
     def failed(

@@ -286,7 +286,8 @@ class Telemetry:
                 ):
                     return True
                 return self.tracer() is None and self.instruments() is None
-            _load_api()  # imported since: bind the names the test below reads
+            _load_api()  # imported since: bind the names, then answer as for a bound API
+            return self.quiet()
         if (self._tracing_off or (self._peek_tracer and _trace_peek._TRACER_PROVIDER is None)) and (
             self._metrics_off or (self._peek_meter and _meter_peek._METER_PROVIDER is None)
         ):
@@ -316,6 +317,7 @@ class Telemetry:
         return self._resolve_instruments()
 
     def _resolve_tracer(self) -> Tracer | None:
+        self.peek = None  # a provider is installed: quiet() answers from now on
         _load_api()
         provider = self._explicit_tracer_provider or _sdk_tracer_provider()
         if provider is None:
@@ -327,10 +329,10 @@ class Telemetry:
             self._tracing_off = True
             return None
         self._tracer = tracer
-        self.peek = None  # a tracer now: quiet() answers
         return tracer
 
     def _resolve_instruments(self) -> Instruments | None:
+        self.peek = None
         _load_api()
         provider = self._explicit_meter_provider or _sdk_meter_provider()
         if provider is None:
@@ -342,7 +344,6 @@ class Telemetry:
             self._metrics_off = True
             return None
         instruments = self._instruments = Instruments(meter)
-        self.peek = None
         return instruments
 
     # -- spans -------------------------------------------------------------------------------
