@@ -76,6 +76,7 @@ async def main(params: dict[str, Any]) -> None:
     probes: list[float] = []  # wall times (this machine's true clock) of primary attempts
     stats = {"calls": 0, "failed": 0, "cancelled": 0}
     hang_primary = params.get("hang_primary", False)
+    paused = False  # set by the "pause" command, cleared by "resume"
 
     async def op(spec: Any) -> str:
         if spec.name == "openai":
@@ -88,6 +89,8 @@ async def main(params: dict[str, Any]) -> None:
 
     async def traffic() -> None:
         while True:
+            while paused:
+                await anyio.sleep(0.01)
             try:
                 if params.get("cancel"):
                     # Random short deadlines: some cut a lease request in flight.
@@ -118,6 +121,8 @@ async def main(params: dict[str, Any]) -> None:
                 manager.reset(command["platform"], OP)
             elif what == "force_open":
                 manager.force_open(command["platform"], OP, command["seconds"])
+            elif what in ("pause", "resume"):
+                paused = what == "pause"
             shared = manager.shared_state
             assert isinstance(shared, RedisSharedState)
             emit(
