@@ -48,7 +48,9 @@ def main() -> None:
     for thread in workers:
         thread.join()
     print(f"answered {len(done)} jobs; e.g. {done[0]}")
-    print(manager.get_health_status()["stability"]["cooldown_reason"], "on stability")
+    # A rate limit cools the (platform, operation) pair, not the whole platform.
+    pair = manager.get_health_status()["stability"]["operations"]["image_generation"]
+    print(f"stability: {pair['cooldown_reason']} until {pair['cooldown_until']}")
 
 
 if __name__ == "__main__":

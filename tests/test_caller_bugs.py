@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from failover import PlatformManager, PlatformSpec, Policy
+from failover import Closed, PlatformManager, PlatformSpec, Policy
 from failover._config.load import settings_from_toml
 from failover._core.classify import CALLER_BUGS, ErrorKind, classify
 
@@ -160,6 +160,7 @@ async def test_a_bug_reported_by_hand_counts_nothing() -> None:
 
 def test_the_documented_set() -> None:
     expected: set[Any] = {
+        Closed,
         TypeError,
         NameError,
         AttributeError,

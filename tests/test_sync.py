@@ -25,6 +25,7 @@ from failover import (
     BudgetOrder,
     Bulkhead,
     Chaos,
+    Closed,
     ConfigError,
     CreditExhausted,
     Hedge,
@@ -164,7 +165,7 @@ def test_a_plain_function_returning_a_coroutine_is_refused_and_the_coroutine_clo
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "coroutine was never awaited" would fail the test
-        with pytest.raises(ConfigError, match="returned an awaitable to a synchronous call"):
+        with pytest.raises(ConfigError, match="returned a coroutine to a synchronous call"):
             manager.with_fallback_sync(OP, edit)
     assert all(item["total_requests"] == 0 for item in manager.get_health_status().values())
 
@@ -450,3 +451,127 @@ async def test_a_blocking_operation_in_async_code_honours_the_attempt_timeout() 
     assert elapsed < 0.4  # the attempt timeout held
     assert ticks >= 2  # the event loop kept running meanwhile
     assert isinstance(AttemptTimeout(0.05), TimeoutError)
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+
+
+def test_with_blocks_nest_and_a_closed_manager_cannot_be_entered() -> None:
+    closed: list[str] = []
+    manager = make()
+    manager.add_closer(_async_noop, blocking=lambda: closed.append("closed"))
+    with manager:
+        with manager:
+            pass
+        assert closed == []  # the inner block left the manager open
+        manager.with_fallback_sync(OP, answer_with_name)
+    assert closed == ["closed"]
+    with pytest.raises(Closed, match="is closed"):
+        manager.__enter__()
+    manager.close()  # safe to call again
+    assert closed == ["closed"]
+
+
+async def _async_noop() -> None:
+    return None
+
+
+def test_with_inside_async_code_is_refused_when_closing_needs_an_event_loop(
+    anyio_backend: str,
+) -> None:
+    """A manager with async-only closers cannot be closed by `with` inside a coroutine (its
+    own event loop cannot run in this thread's): refused on entering, with the fix named."""
+    needs_loop, blocking_only = make(), make()
+    needs_loop.add_closer(_async_noop)
+    blocking_only.add_closer(_async_noop, blocking=lambda: None)
+
+    async def main() -> None:
+        with pytest.raises(ConfigError, match="async with manager"), needs_loop:
+            pass
+        with blocking_only:  # closes without an event loop: allowed
+            pass
+        async with needs_loop:
+            pass
+
+    anyio.run(main, backend=anyio_backend)
+    assert needs_loop._closed
+    assert blocking_only._closed
+
+
+HUNG_ATTEMPT_SCRIPT = """
+import time
+from failover import PlatformManager, Policy
+
+def operation(platform):
+    if platform.name == "alpha":
+        time.sleep(3600)  # an SDK call that never returns
+    return platform.name
+
+with PlatformManager(
+    {"text_generation": [("alpha", "a-1"), ("beta", "b-1")]},
+    environ={},
+    platform_policies={"alpha": Policy(attempt_timeout=0.1)},
+) as manager:
+    print(manager.with_fallback_sync("text_generation", operation)[0], flush=True)
+"""
+
+
+def test_a_hung_abandoned_attempt_does_not_keep_a_script_from_exiting() -> None:
+    import subprocess
+    import sys
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", HUNG_ATTEMPT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "beta"
+    assert time.monotonic() - started < 20  # not the hour the abandoned attempt would take
+
+
+def test_every_bounded_attempt_gets_a_thread_at_once() -> None:
+    """Forty threads each make a bounded attempt that takes 0.2 s, with a 1 s timeout: none
+    waits in a queue behind the others (an executor's few threads would time them out)."""
+    manager = PlatformManager(
+        {OP: PLATFORMS}, environ={}, platform_policies={"alpha": Policy(attempt_timeout=1.0)}
+    )
+    barrier = threading.Barrier(40)
+
+    def slow(platform: PlatformSpec) -> str:
+        time.sleep(0.2)
+        return platform.name
+
+    answers: list[str] = []
+
+    def caller(index: int) -> None:
+        barrier.wait(10)
+        answers.append(manager.with_fallback_sync(OP, slow)[1].name)
+
+    run_threads(40, caller)
+    assert answers == ["alpha"] * 40
+    assert manager.get_health_status()["alpha"]["operations"][OP]["failures"] == 0
+    workers = [t for t in threading.enumerate() if t.name.startswith("failover-attempt")]
+    assert workers
+    assert all(t.daemon for t in workers)
+    manager.close()
+    with pytest.raises(Closed):
+        manager._workers.submit(slow, PlatformSpec("alpha", "a-1"), (), {})
+
+
+def test_in_thread_refuses_an_async_def_and_is_refused_by_the_sync_api() -> None:
+    async def already_async(platform: PlatformSpec) -> str:
+        return platform.name
+
+    def blocking_sdk(platform: PlatformSpec) -> str:
+        return platform.name
+
+    with pytest.raises(ConfigError, match="in_thread\\(\\) is for blocking functions"):
+        failover.in_thread(already_async)
+    manager = make()
+    with pytest.raises(ConfigError, match=r"in_thread\(.*blocking_sdk\) is for async code"):
+        manager.with_fallback_sync(OP, failover.in_thread(blocking_sdk))
+    assert manager.get_health_status()["alpha"]["total_requests"] == 0

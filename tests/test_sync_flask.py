@@ -105,8 +105,11 @@ def test_a_threaded_flask_app_answers_32_concurrent_clients(
     assert health["groq"]["cooldown_reason"] == "credit"
 
 
-@pytest.mark.parametrize("example", ["sync_script.py", "sync_worker.py"])
-def test_examples_without_an_event_loop_run(example: str) -> None:
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [("sync_script.py", "answered"), ("sync_worker.py", "stability: rate_limited until")],
+)
+def test_examples_without_an_event_loop_run(example: str, expected: str) -> None:
     completed = subprocess.run(
         [sys.executable, str(EXAMPLES / example)],
         capture_output=True,
@@ -116,3 +119,4 @@ def test_examples_without_an_event_loop_run(example: str) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "answered" in completed.stdout
+    assert expected in completed.stdout

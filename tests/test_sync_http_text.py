@@ -13,7 +13,7 @@ import anyio.from_thread
 import httpx
 import pytest
 
-from failover import AllPlatformsFailed, ConfigError, PlatformManager, Transient
+from failover import AllPlatformsFailed, Closed, ConfigError, PlatformManager, Transient
 from failover.http import (
     InvalidArgument,
     OpenAICompatibleChat,
@@ -310,3 +310,29 @@ def test_the_docs_example_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["openai", "openai True", "replicate image/png"]
+
+
+def test_a_call_after_the_manager_closed_raises_closed_and_counts_nothing(
+    server: FakeProviderServer,
+) -> None:
+    """Blocks nest (a helper's own `with manager:` does not close the caller's manager); after
+    the outermost block, a call through the adapter is the caller's bug: `Closed`, raised at
+    once, nothing counted against any platform, no breaker opened."""
+
+    def helper(manager: PlatformManager, chat: TextGeneration) -> str:
+        with manager:
+            return chat.complete_sync(MESSAGES).text
+
+    with manager_for("groq", "openai", failure_threshold=1) as manager:
+        chat = chat_for(manager, server)
+        helper(manager, chat)
+        assert chat.complete_sync(MESSAGES).text  # still open after the helper's block
+    with pytest.raises(Closed, match="is closed"):
+        chat.complete_sync(MESSAGES)
+    health = manager.get_health_status()
+    for name in ("groq", "openai"):
+        assert health[name]["operations"]["text_generation"]["state"] == "closed"
+        assert health[name]["operations"]["text_generation"]["failures"] == 0
+    assert health["groq"]["total_requests"] == 2
+    with pytest.raises(Closed, match="make a new one"), manager:
+        pass

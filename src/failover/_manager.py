@@ -18,7 +18,13 @@ from failover._core import validate
 from failover._core.breaker import BreakerState, Transition
 from failover._core.classify import Classifier, ErrorKind, classify
 from failover._core.clock import Clock, to_wall
-from failover._core.errors import AllPlatformsFailed, Attempt, ConfigError, UnknownOperation
+from failover._core.errors import (
+    AllPlatformsFailed,
+    Attempt,
+    Closed,
+    ConfigError,
+    UnknownOperation,
+)
 from failover._core.health import aggregate
 from failover._core.kinds import Cause, SkipReason
 from failover._core.spec import BUILTIN_OPERATION_TYPES, PlatformSpec, requirement
@@ -213,6 +219,8 @@ class PlatformManager:
         self._blocking_closers: list[Callable[[], None] | None] = []
         self._workers = Workers()
         self._closed = False
+        #: ``with`` / ``async with`` blocks entered and not left: the outermost one closes.
+        self._entered = 0
         self._fleet: FleetLink | None = None
         self._checker: Checker | None = None
         self._background: Background | None = None
@@ -770,9 +778,14 @@ class PlatformManager:
         Loads the shared state before returning; if the backend is unreachable, the manager
         runs on local state and keeps reconnecting in the background.
         """
+        self._enter()
         background = self._background
-        if background is not None and not background.running and not self._closed:
-            await background.start()
+        if background is not None and not background.running:
+            try:
+                await background.start()
+            except BaseException:
+                self._entered -= 1
+                raise
         return self
 
     async def __aexit__(
@@ -781,7 +794,26 @@ class PlatformManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        if self._leave():
+            await self.aclose()
+
+    def _async_closers(self) -> bool:
+        """Whether a closer has no blocking twin: closing then needs an event loop."""
+        return any(closer is None for closer in self._blocking_closers)
+
+    def _enter(self) -> None:
+        """Count a ``with`` / ``async with`` block; a closed manager cannot be entered."""
+        if self._closed:
+            raise Closed(
+                "this PlatformManager is closed (a `with` or `async with` block around it "
+                "ended, or close() was called): make a new one"
+            )
+        self._entered += 1
+
+    def _leave(self) -> bool:
+        """The end of a block: ``True`` when it was the outermost one (time to close)."""
+        self._entered = max(self._entered - 1, 0)
+        return self._entered == 0
 
     def close(self) -> None:
         """:meth:`aclose` for synchronous code: stops the background thread ``with manager:``
@@ -791,9 +823,8 @@ class PlatformManager:
             return
         background = self._background
         blocking = [closer for closer in self._blocking_closers if closer is not None]
-        if (background is not None and background.owner_task is not None) or len(blocking) < len(
-            self._closers
-        ):
+        if (background is not None and background.owner_task is not None) or self._async_closers():
+            _refuse_inside_event_loop()
             anyio.run(self.aclose)
             return
         self._closed = True
@@ -814,17 +845,25 @@ class PlatformManager:
             raise errors[0]
 
     def __enter__(self) -> Self:
-        """For synchronous programs: ``with manager:`` closes what it owns on the way out.
+        """For synchronous programs: ``with manager:`` closes what it owns on the way out
+        (blocks nest: the outermost one closes; a closed manager cannot be entered again).
 
         With ``shared_state``, it first starts the fleet link on an event loop in a thread
         the manager owns (loading the shared state before returning, as ``async with`` does)
         and stops it on the way out.
         """
+        if self._async_closers():
+            _refuse_inside_event_loop()  # leaving would need this thread's event loop
+        self._enter()
         background = self._background
-        if background is not None and not background.running and not self._closed:
+        if background is not None and not background.running:
             # Its thread applies the fleet's events and health checks: a second thread.
             self._book.threaded = True
-            background.start_thread()
+            try:
+                background.start_thread()
+            except BaseException:
+                self._entered -= 1
+                raise
         return self
 
     def __exit__(
@@ -833,7 +872,8 @@ class PlatformManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if self._leave():
+            self.close()
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -899,6 +939,21 @@ def _platform_name(platform: object, parameter: str) -> str:
     """The name of ``platform`` (a spec or a name), or a ``ConfigError`` naming ``parameter``."""
     validate.instance(parameter, platform, (PlatformSpec, str), "a PlatformSpec or a platform name")
     return platform.name if isinstance(platform, PlatformSpec) else str(platform)
+
+
+def _refuse_inside_event_loop() -> None:
+    """Closing async clients synchronously needs an event loop of its own, which cannot run
+    inside this thread's: in async code the manager is entered with ``async with`` and
+    closed with ``await manager.aclose()``."""
+    try:
+        anyio.get_current_task()
+    except Exception:  # no event loop in this thread: synchronous code, as it should be
+        return
+    raise ConfigError(
+        "this manager has async clients to close, and this is async code: use "
+        "`async with manager:` (or `await manager.aclose()`), not `with manager:` (or close())",
+        key="with",
+    )
 
 
 class _TransitionListener:

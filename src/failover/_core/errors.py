@@ -29,6 +29,12 @@ class CheckInconclusive(FailoverError):
     provider has no request to ask, say): the check changes nothing."""
 
 
+class Closed(FailoverError, RuntimeError):
+    """Something closed was used: a manager entered again after it closed, or an HTTP
+    adapter called after its manager (or the adapter itself) closed it. The caller's bug:
+    nothing is counted against a platform for it."""
+
+
 class ConfigError(FailoverError, ValueError):
     """A setting or argument is wrong. The message names where, which key, and what is wrong."""
 

@@ -23,10 +23,10 @@ import time
 from collections.abc import Mapping, Sequence
 from logging import DEBUG
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from failover._core.breaker import CLOSED
-from failover._core.errors import ConfigError
+from failover._core.errors import Closed, ConfigError
 from failover._core.health import SETTLE_AT
 from failover._engine import decide
 from failover._engine.call import Call, Operation
@@ -37,7 +37,8 @@ from failover._observe.scrub import get_logger
 from failover.policies.timeout import AttemptTimeout
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
+    from queue import SimpleQueue
 
     from failover._core.spec import PlatformSpec
     from failover._engine.book import Book
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 logger = get_logger("failover")
 
 Answer = tuple[Any, "PlatformSpec"]
+#: What a worker thread runs: the future it answers, the operation, and its arguments.
+_Task = tuple["Future[Any]", Operation, "PlatformSpec", Any, Any]
 
 
 class OutOfTime(BaseException):
@@ -60,26 +63,92 @@ class Misused(ConfigError):
 
 
 class Workers:
-    """The threads that run bounded attempts (timeouts, deadlines); made on first use."""
+    """The daemon threads that run bounded attempts (timeouts, deadlines); made on demand.
+
+    Daemon threads, not a ``ThreadPoolExecutor``'s: an abandoned attempt (its caller stopped
+    waiting) may hang in an SDK for ever, and the interpreter joins an executor's threads at
+    exit, so a script would never end. Every submitted attempt gets a thread at once (an idle
+    one, or a new one): an attempt never waits in a queue while its timeout runs. A thread
+    idle for ``IDLE_SECONDS`` ends.
+    """
+
+    IDLE_SECONDS: Final = 60.0
 
     def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._tasks: SimpleQueue[_Task | None] | None = None
+        #: Threads waiting for a task and not yet promised one.
+        self._idle = 0
+        self._threads = 0
+        self._closed = False
 
     def submit(self, func: Operation, spec: PlatformSpec, args: Any, kwargs: Any) -> Future[Any]:
-        with self._lock:
-            if self._pool is None:
-                # concurrent.futures on first use: import failover stays light.
-                from concurrent.futures import ThreadPoolExecutor
+        # concurrent.futures and queue on first use: import failover stays light.
+        from concurrent.futures import Future
+        from queue import SimpleQueue
 
-                self._pool = ThreadPoolExecutor(thread_name_prefix="failover-attempt")
-            return self._pool.submit(func, spec, *args, **kwargs)
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise Closed("this PlatformManager is closed: make a new one")
+            if self._tasks is None:
+                self._tasks = SimpleQueue()
+            self._tasks.put((future, func, spec, args, kwargs))
+            if self._idle:
+                self._idle -= 1  # promised to this task
+                return future
+            self._threads += 1
+            name = f"failover-attempt-{self._threads}"
+        threading.Thread(target=self._work, args=(self._tasks,), name=name, daemon=True).start()
+        return future
+
+    def _work(self, tasks: SimpleQueue[_Task | None]) -> None:
+        from queue import Empty
+
+        while True:
+            try:
+                task = tasks.get(timeout=self.IDLE_SECONDS)
+            except Empty:
+                with self._lock:
+                    if not self._idle:
+                        continue  # promised to a task on its way: take it
+                    self._idle -= 1
+                    self._threads -= 1
+                    return
+            if task is None:  # shut down
+                return
+            future, func, spec, args, kwargs = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = func(spec, *args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del task, future, func, spec, args, kwargs  # nothing kept alive while idle
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle += 1
 
     def shutdown(self) -> None:
+        """Cancel what has not started and let idle threads end; a running attempt goes on
+        in its (daemon) thread and its result is dropped."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._closed = True
+            tasks, idle = self._tasks, self._idle
+            self._idle = 0
+        if tasks is None:
+            return
+        while True:
+            try:
+                task = tasks.get_nowait()
+            except Exception:  # queue.Empty
+                break
+            if task is not None:
+                task[0].cancel()
+        for _ in range(idle):
+            tasks.put(None)
 
 
 def call_sync(
@@ -175,6 +244,12 @@ def _refuse_awaitable(result: CoroutineType[Any, Any, Any], func: Operation) -> 
 
 def _misuse(func: Operation) -> str:
     name = getattr(func, "__qualname__", repr(func))
+    wrapped = getattr(func, "__failover_in_thread__", None)
+    if wrapped is not None:
+        return (
+            f"in_thread({name}) is for async code: give with_fallback_sync() {name} itself "
+            "(it runs in the calling thread already)"
+        )
     target = func
     while isinstance(target, functools.partial):
         target = target.func
@@ -186,8 +261,8 @@ def _misuse(func: Operation) -> str:
             "manager.with_fallback(...) instead, or give it a plain function"
         )
     return (
-        f"{name} returned an awaitable to a synchronous call: await "
-        "manager.with_fallback(...) instead, or return the result itself"
+        f"{name} returned a coroutine to a synchronous call: return the result itself, or "
+        "use the async API (await manager.with_fallback(...), or @fallback on an async def)"
     )
 
 
@@ -209,7 +284,8 @@ def run(book: Book, workers: Workers, call: Call) -> Answer:
     if pipeline is not None and pipeline.hedge_delay is not None:
         raise ConfigError(
             f"{call.operation} hedges (Policy.hedge): racing platforms needs concurrency; "
-            "await manager.with_fallback(...) for it, or set hedge=NO_HEDGE for this operation",
+            "use the async API for it (await manager.with_fallback(...), or @fallback on an "
+            "async def), or set hedge=NO_HEDGE for this operation",
             key="hedge",
         )
     with book.lock:

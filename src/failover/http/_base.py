@@ -14,7 +14,7 @@ import httpx
 
 from failover._core import validate
 from failover._core.classify import parse_error_body, retry_after_of
-from failover._core.errors import AuthFailed, BadRequest, ConfigError, Transient
+from failover._core.errors import AuthFailed, BadRequest, Closed, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._blocking import SyncClients, blocking
@@ -350,7 +350,7 @@ class ChatAdapter(Discoverable):
         if client is not None:
             return client
         if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+            raise Closed(f"{type(self).__name__} is closed")
         base_url = self._base_url(name)
         client = httpx.AsyncClient(
             base_url=base_url,
@@ -370,7 +370,7 @@ class ChatAdapter(Discoverable):
 
     def _make_sync(self, name: str) -> httpx.Client:
         if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+            raise Closed(f"{type(self).__name__} is closed")
         base_url = self._base_url(name)
         return httpx.Client(
             base_url=base_url,
@@ -426,6 +426,10 @@ class ChatAdapter(Discoverable):
                 response = await client.send(request, stream=stream)
         except httpx.HTTPError as exc:
             raise to_provider_error(exc, scrub=scrub) from exc
+        except RuntimeError as exc:
+            if self._closed:  # closed while this call was on its way: not the provider's
+                raise Closed(f"{type(self).__name__} is closed") from exc
+            raise
         if response.is_success:
             return response
         content = await read_error_body(response)

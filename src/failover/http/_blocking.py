@@ -21,6 +21,8 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from failover._core.errors import Closed
+
 T = TypeVar("T")
 
 _BLOCKING: Final[ContextVar[bool]] = ContextVar("failover_http_blocking", default=False)
@@ -65,7 +67,7 @@ class SyncClients:
             client = self._clients.get(name)
             if client is None:
                 if self._closed:
-                    raise RuntimeError(f"{owner} is closed")
+                    raise Closed(f"{owner} is closed")
                 client = self._clients[name] = make()
             return client
 

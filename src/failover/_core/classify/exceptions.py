@@ -39,15 +39,17 @@ from failover._core.classify.kinds import (
 )
 from failover._core.classify.retry_after import retry_after_header
 from failover._core.classify.rules import classify_status, classify_words
-from failover._core.errors import AttemptTimeout, BadRequest, ProviderError, RateLimited
+from failover._core.errors import AttemptTimeout, BadRequest, Closed, ProviderError, RateLimited
 from failover._core.text import exception_text
 
 #: Programming errors: raised by an operation, they are the caller's bug, not the provider's
 #: failure (``ErrorKind.CALLER_BUG``). ``NameError`` covers ``UnboundLocalError``,
 #: ``ImportError`` covers ``ModuleNotFoundError``, ``LookupError`` covers ``KeyError`` and
 #: ``IndexError``. Not ``ValueError``: a provider's malformed answer raises one
-#: (``json.JSONDecodeError``, ``UnicodeDecodeError``), so it stays transient.
+#: (``json.JSONDecodeError``, ``UnicodeDecodeError``), so it stays transient. ``Closed``: an
+#: HTTP adapter used after it was closed.
 CALLER_BUGS: Final = (
+    Closed,
     TypeError,
     NameError,
     AttributeError,
