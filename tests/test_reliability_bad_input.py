@@ -25,6 +25,7 @@ import tenacity
 
 import failover
 from failover import (
+    Closed,
     ConfigError,
     PlatformManager,
     PlatformSpec,
@@ -32,6 +33,7 @@ from failover import (
     RateLimited,
     UnknownOperation,
     fallback,
+    in_thread,
     set_default_manager,
 )
 
@@ -130,6 +132,17 @@ class Case:
     call: Callable[..., Any]
     error: type[BaseException]
     names: str  # the field or argument the message must name
+
+
+async def _async_operation(platform: PlatformSpec) -> str:
+    return platform.name
+
+
+def _enter_closed() -> None:
+    closed = manager()
+    closed.close()
+    with closed:
+        pass
 
 
 CORPUS: list[Case] = [
@@ -498,6 +511,20 @@ CORPUS: list[Case] = [
         lambda _: set_default_manager({"priorities": {}}),  # type: ignore[arg-type]
         ConfigError,
         "manager=",
+    ),
+    Case(
+        "in_thread_async_function",
+        "in_thread() given an async def",
+        lambda _: in_thread(_async_operation),
+        ConfigError,
+        "_async_operation",
+    ),
+    Case(
+        "enter_closed_manager",
+        "`with manager:` after the manager closed",
+        lambda _: _enter_closed(),
+        Closed,
+        "closed",
     ),
     # -- found by fuzzing (issue 14): unhashable, huge, nested and non-UTF-8 input ----------
     Case(
