@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-import anyio.from_thread
 import pytest
 
 from failover import PlatformManager
@@ -29,6 +28,7 @@ from failover.http import (
 from failover.http import _jobs as jobs_module
 from failover.testing import Behaviour, FakeProviderServer
 from failover.testing.fake.media import JobScript
+from fake_support import fake_server_in_thread
 
 KEYS = {
     "STABILITY_API_KEY": "sk-test-stability-0123456789",
@@ -72,10 +72,8 @@ def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def server() -> Iterator[FakeProviderServer]:
-    with anyio.from_thread.start_blocking_portal() as portal:
-        fake = FakeProviderServer(seed=11)
-        with portal.wrap_async_context_manager(fake):
-            yield fake
+    with fake_server_in_thread(seed=11) as fake:
+        yield fake
 
 
 def manager_for(operation: str, *names: str, **kwargs: Any) -> PlatformManager:

@@ -13,6 +13,12 @@ job to follow. :func:`follow` polls it inside the fallback attempt that submitte
   timeout, a failed poll) cancels the job at the provider, in a shielded scope bounded by
   :attr:`Polling.cancel_seconds`, before the stop goes on. A job that could still run is never
   left running while the chain submits the same request elsewhere, so it is not billed twice.
+* Closing the adapter (the manager's ``close`` / ``aclose``) cancels at the provider every
+  job still followed, each within :attr:`Polling.cancel_seconds`, before its clients close:
+  an attempt abandoned after its timeout (its thread still polling) does not leave its job
+  running, and billed, once the manager is closed. The adapter keeps them in a
+  :class:`Followed`; a follower whose job was cancelled by the close does not cancel it again
+  (its next poll fails with the adapter's "is closed" error).
 * The attempt span carries ``failover.job.id``, ``failover.job.state``,
   ``failover.job.polls`` and, while queued, ``failover.job.queue_position``; a job cancelled
   at the provider adds ``failover.job.cancelled``.
@@ -21,8 +27,10 @@ job to follow. :func:`follow` polls it inside the fallback attempt that submitte
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol
@@ -31,7 +39,7 @@ import anyio
 
 from failover._core import validate
 from failover._core.classify.providers import CONTENT_POLICY_WORDS, JOB_REFUSED_WORDS
-from failover._core.errors import BadRequest, ProviderError, Transient
+from failover._core.errors import BadRequest, Closed, ProviderError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.telemetry import current_recording_span
 from failover.http._blocking import blocking
@@ -41,6 +49,12 @@ JOB_STATE: Final = "failover.job.state"
 JOB_POLLS: Final = "failover.job.polls"
 JOB_QUEUE_POSITION: Final = "failover.job.queue_position"
 JOB_CANCELLED: Final = "failover.job.cancelled"
+
+#: The timeout of the request being sent, when it is not the client's: a cancellation in
+#: blocking mode (no cancel scope there) sets it to :attr:`Polling.cancel_seconds`.
+REQUEST_TIMEOUT: Final[ContextVar[float | None]] = ContextVar(
+    "failover_http_request_timeout", default=None
+)
 
 
 class JobState(StrEnum):
@@ -109,8 +123,73 @@ class Polling:
         return next_wait
 
 
+@dataclass(eq=False, slots=True)
+class Following:
+    """One job being followed: its adapter and platform, its latest known state and its
+    polling. ``taken``: closing the adapter took it (and cancels it at the provider)."""
+
+    provider: JobProvider
+    platform: PlatformSpec
+    job: Job
+    polling: Polling
+    taken: bool = False
+
+
+class Followed:
+    """The jobs an adapter is following, from submission to their end, so that closing the
+    adapter can cancel at the provider those still running. Thread-safe: any number of
+    threads (and tasks) follow jobs while another thread may close."""
+
+    __slots__ = ("_closed", "_jobs", "_lock")
+
+    def __init__(self) -> None:
+        self._jobs: set[Following] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the adapter started closing (:meth:`take` ran)."""
+        return self._closed
+
+    def add(self, following: Following) -> bool:
+        """Track a submitted job; ``False`` when the adapter is closing (it is not tracked)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._jobs.add(following)
+            return True
+
+    def update(self, following: Following, job: Job) -> None:
+        """The job's latest state, as a poll found it."""
+        with self._lock:
+            following.job = job
+
+    def discard(self, following: Following) -> bool:
+        """Stop tracking a job that ended; ``True`` when closing took it (so cancelled it)."""
+        with self._lock:
+            self._jobs.discard(following)
+            return following.taken
+
+    def take(self) -> list[Following]:
+        """Close: every job still running, each marked taken (its follower leaves it to the
+        caller, who cancels it). Jobs submitted from now on are not tracked."""
+        with self._lock:
+            self._closed = True
+            jobs, self._jobs = self._jobs, set()
+            running = [following for following in jobs if not following.job.state.finished]
+            for following in running:
+                following.taken = True
+        return running
+
+
 class JobProvider(Protocol):
     """What :func:`follow` needs from a provider's adapter."""
+
+    @property
+    def _followed(self) -> Followed:
+        """The jobs being followed (see :class:`Followed`)."""
+        ...
 
     async def poll(self, platform: PlatformSpec, job: Job) -> Job: ...
 
@@ -142,16 +221,24 @@ async def follow(provider: JobProvider, platform: PlatformSpec, job: Job, pollin
     In blocking mode (the synchronous API) the waits are ``time.sleep`` and the timeout is a
     deadline checked between polls; whatever stops the wait early (``KeyboardInterrupt``, a
     failed poll, the timeout) still cancels the job at the provider.
+
+    The job is in ``provider._followed`` from submission to its end, so that closing the
+    adapter cancels it (and the follower, finding it taken, stops without cancelling it
+    again).
     """
     record(job)
+    followed = provider._followed
+    following = Following(provider, platform, job, polling)
     finished = False
     try:
+        if not followed.add(following):
+            raise _closed(provider)
         if blocking():
-            job = await _poll_until_done(provider, platform, job, polling, time.monotonic())
+            job = await _poll_until_done(provider, platform, following, polling, time.monotonic())
             timed_out = not job.state.finished
         else:
             with anyio.move_on_after(polling.timeout) as deadline:
-                job = await _poll_until_done(provider, platform, job, polling, None)
+                job = await _poll_until_done(provider, platform, following, polling, None)
             timed_out = deadline.cancelled_caught
         if timed_out:
             raise Transient(
@@ -160,7 +247,8 @@ async def follow(provider: JobProvider, platform: PlatformSpec, job: Job, pollin
             )
         finished = True
     finally:
-        if not finished:
+        # A job taken by the adapter's close is being cancelled there: not twice.
+        if not followed.discard(following) and not finished:
             await _cancel(provider, platform, job, polling)
     if job.state is JobState.SUCCEEDED:
         return job
@@ -170,12 +258,15 @@ async def follow(provider: JobProvider, platform: PlatformSpec, job: Job, pollin
 async def _poll_until_done(
     provider: JobProvider,
     platform: PlatformSpec,
-    job: Job,
+    following: Following,
     polling: Polling,
     started: float | None,
 ) -> Job:
     """Poll until the job finishes; with ``started`` (blocking mode), also until
-    ``polling.timeout`` has passed since then (the job is returned unfinished)."""
+    ``polling.timeout`` has passed since then (the job is returned unfinished). Each poll's
+    answer updates ``following``."""
+    job = following.job
+    followed = provider._followed
     next_wait = polling.waits()
     errors = 0
     while not job.state.finished:
@@ -187,6 +278,8 @@ async def _poll_until_done(
             time.sleep(max(0.0, min(wait, left)))  # noqa: ASYNC251 - blocking mode, no loop
             if wait >= left:
                 return job
+        if following.taken:  # the adapter's close took the job (and cancels it): no more polls
+            raise _closed(provider)
         try:
             polled = await provider.poll(platform, job)
         except Transient:
@@ -197,6 +290,7 @@ async def _poll_until_done(
         errors = 0
         polled.polls = job.polls + 1
         job = polled
+        followed.update(following, job)
         record(job)
     return job
 
@@ -204,20 +298,48 @@ async def _poll_until_done(
 async def _cancel(
     provider: JobProvider, platform: PlatformSpec, job: Job, polling: Polling
 ) -> None:
+    """The follower's cancellation of a job whose wait stopped early (on the attempt span)."""
     if job.state.finished:
         return
-    if blocking():  # nothing to shield from; the client's timeout bounds the request
-        with contextlib.suppress(ProviderError):
-            if await provider.cancel(platform, job):
-                record(job, cancelled=True)
-        return
-    with (
-        anyio.CancelScope(shield=True),
-        anyio.move_on_after(polling.cancel_seconds),
-        contextlib.suppress(ProviderError),
-    ):
-        if await provider.cancel(platform, job):
+    try:
+        if await _send_cancel(provider, platform, job, polling):
             record(job, cancelled=True)
+    except ProviderError:
+        pass
+    except RuntimeError:
+        # The adapter closed under the follower (it cancelled what it still followed): the
+        # closed client's error is not the attempt's.
+        if not provider._followed.closed:
+            raise
+
+
+async def cancel_taken(following: Following) -> None:
+    """Cancel at the provider a job the adapter's close took from its follower: within
+    :attr:`Polling.cancel_seconds`, every error swallowed (closing goes on), no span work."""
+    with contextlib.suppress(Exception):
+        await _send_cancel(following.provider, following.platform, following.job, following.polling)
+
+
+async def _send_cancel(
+    provider: JobProvider, platform: PlatformSpec, job: Job, polling: Polling
+) -> bool:
+    """Ask the provider to cancel ``job``, within ``polling.cancel_seconds``: in a shielded
+    scope, or in blocking mode (nothing to shield from) as the cancel request's timeout
+    (httpx applies it to each of connecting, writing, reading and waiting for the pool)."""
+    if blocking():
+        token = REQUEST_TIMEOUT.set(polling.cancel_seconds)
+        try:
+            return await provider.cancel(platform, job)
+        finally:
+            REQUEST_TIMEOUT.reset(token)
+    with anyio.CancelScope(shield=True), anyio.move_on_after(polling.cancel_seconds):
+        return await provider.cancel(platform, job)
+    return False
+
+
+def _closed(provider: JobProvider) -> Closed:
+    """The error of a job followed while its adapter closes (the adapter's own)."""
+    return Closed(f"{type(provider).__name__} is closed")
 
 
 def job_error(platform: PlatformSpec, job: Job) -> ProviderError:

@@ -3,6 +3,7 @@ requests whose failures come back classified, downloads, and closing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from types import TracebackType
@@ -13,14 +14,14 @@ import httpx
 
 from failover._core import validate
 from failover._core.classify import parse_error_body, retry_after_of
-from failover._core.errors import AuthFailed, ConfigError, Transient
+from failover._core.errors import AuthFailed, Closed, ConfigError, Transient
 from failover._core.spec import PlatformSpec
 from failover._observe.scrub import Scrubber
 from failover.http._base import RequestBody
-from failover.http._blocking import SyncClients, blocking
+from failover.http._blocking import SyncClients, blocking, run_blocking
 from failover.http._check import Discoverable
 from failover.http._classify import error_from_body, read_error_body, to_provider_error
-from failover.http._jobs import Polling
+from failover.http._jobs import REQUEST_TIMEOUT, Followed, Polling, cancel_taken
 from failover.http._media_input import ImageInfo
 from failover.http._media_result import MediaResult
 from failover.http._pool import (
@@ -100,6 +101,8 @@ class MediaAdapter(Discoverable):
         self._sync_clients = SyncClients()
         self._scrubbers: dict[str, Scrubber] = {}
         self._closed = False
+        #: The jobs being followed, cancelled at the provider by :meth:`close` / :meth:`aclose`.
+        self._followed = Followed()
 
     # -- what a provider implements ------------------------------------------------------------
 
@@ -162,8 +165,16 @@ class MediaAdapter(Discoverable):
         """Send one request (its body read); a failure raises failover's classified error."""
         client = self.sync_client(platform) if blocking() else await self._client(platform)
         sent_headers = {**self._key_headers(platform), **(headers or {})} if keyed else headers
+        timeout = REQUEST_TIMEOUT.get()  # a job's cancellation in blocking mode (see _jobs)
         request = client.build_request(
-            method, url, json=json, files=files, data=data, params=params, headers=sent_headers
+            method,
+            url,
+            json=json,
+            files=files,
+            data=data,
+            params=params,
+            headers=sent_headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
         # The body is in memory either way: sent by a plain iterator, a cancelled attempt
         # leaves no async generator half-run (see RequestBody).
@@ -259,7 +270,7 @@ class MediaAdapter(Discoverable):
         if client is not None:
             return client
         if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+            raise Closed(f"{type(self).__name__} is closed")
         base_url = self.base_url_for(name)
         client = httpx.AsyncClient(
             base_url=base_url + "/",
@@ -279,7 +290,7 @@ class MediaAdapter(Discoverable):
 
     def _make_sync(self, name: str) -> httpx.Client:
         if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+            raise Closed(f"{type(self).__name__} is closed")
         base_url = self.base_url_for(name)
         return httpx.Client(
             base_url=base_url + "/",
@@ -319,17 +330,25 @@ class MediaAdapter(Discoverable):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every client, async and sync. Safe to call twice."""
-        self._closed = True
+        """Cancel at the provider the jobs still followed (each within its
+        :attr:`Polling.cancel_seconds`, failures ignored), then close every client, async
+        and sync. Safe to call twice."""
         with anyio.CancelScope(shield=True):
+            for following in self._followed.take():
+                await cancel_taken(following)
+            self._closed = True
             clients, self._clients = self._clients, {}
             for client in clients.values():
                 await client.aclose()
         self._sync_clients.close()
 
     def close(self) -> None:
-        """Close the synchronous clients without an event loop when no async client was
-        made; :meth:`aclose` closes everything."""
+        """:meth:`aclose` for synchronous code: the jobs still followed are cancelled with
+        blocking requests (no event loop), then the clients close (on an event loop only
+        when async clients were made too)."""
+        for following in self._followed.take():
+            with contextlib.suppress(Exception):  # nothing is raised from close
+                run_blocking(cancel_taken(following))
         if self._clients:  # async clients too: only an event loop can close them
             anyio.run(self.aclose)
             return
