@@ -288,6 +288,22 @@ def table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headers), rule, *(line(row) for row in rows)]
 
 
+def overhead_table(section: dict[str, Any], floor: str, references: dict[str, str]) -> list[str]:
+    """A happy-path section's note and table: per call, overhead over ``floor``, and the
+    ratios to each reference (column header -> the reference's name in ``ratios``)."""
+    rows = []
+    for name, spread in section["per_call_ns"].items():
+        compared = section["ratios"].get(name)
+        ratios = [_x(compared[ref]) if compared else "" for ref in references.values()]
+        rows.append([name, _ns(spread), _ns(section["overhead_ns"][name]), *ratios])
+    return [
+        f"Thread CPU ns per call, median [IQR] of {section['rounds']} interleaved rounds; "
+        f"overhead = per call minus {floor}; ratios compare overheads round by round.",
+        "",
+        *table(["variant", "ns/call", "overhead ns", *references], rows),
+    ]
+
+
 def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> list[str]:
     out: list[str] = []
     if found:
@@ -310,25 +326,14 @@ def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> li
     if "happy" in results:
         for backend, happy in results["happy"].items():
             out += [f"### Happy path, {backend}", ""]
-            out.append(
-                f"Thread CPU ns per call, median [IQR] of {happy['rounds']} interleaved rounds; "
-                "overhead = per call minus the bare await; ratios compare overheads round by "
-                "round."
+            out += overhead_table(
+                happy,
+                "the bare await",
+                {
+                    "vs calling()": "pybreaker calling()",
+                    "vs tenacity": "tenacity @retry, 1 attempt",
+                },
             )
-            out.append("")
-            rows = []
-            for name, spread in happy["per_call_ns"].items():
-                compared = happy["ratios"].get(name)
-                rows.append(
-                    [
-                        name,
-                        _ns(spread),
-                        _ns(happy["overhead_ns"][name]),
-                        _x(compared["pybreaker calling()"]) if compared else "",
-                        _x(compared["tenacity @retry, 1 attempt"]) if compared else "",
-                    ]
-                )
-            out += table(["variant", "ns/call", "overhead ns", "vs calling()", "vs tenacity"], rows)
             shares = ", ".join(
                 f"{label.split(',')[0]} {spread.median * 100:.0f}% "
                 f"[{spread.q1 * 100:.0f}–{spread.q3 * 100:.0f}%]"
@@ -350,23 +355,7 @@ def render(results: dict[str, Any], settings: Settings, found: list[Goal]) -> li
     sync = results.get("sync")
     if sync is not None:
         out += ["### Happy path, synchronous", ""]
-        out.append(
-            f"Thread CPU ns per call, median [IQR] of {sync['rounds']} interleaved rounds; "
-            "overhead = per call minus the bare call; ratios compare overheads round by round."
-        )
-        out.append("")
-        rows = []
-        for name, spread in sync["per_call_ns"].items():
-            compared = sync["ratios"].get(name)
-            rows.append(
-                [
-                    name,
-                    _ns(spread),
-                    _ns(sync["overhead_ns"][name]),
-                    _x(compared["pybreaker call()"]) if compared else "",
-                ]
-            )
-        out += [*table(["variant", "ns/call", "overhead ns", "vs call()"], rows), ""]
+        out += [*overhead_table(sync, "the bare call", {"vs call()": "pybreaker call()"}), ""]
     if "skip" in results:
         out += ["### Skip cost: open platforms before the one that answers", ""]
         out.append(
