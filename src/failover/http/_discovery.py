@@ -131,12 +131,26 @@ def _unchecked(target: _Target, why: str) -> PlatformCheck:
     )
 
 
-def _settings(
-    manager: PlatformManager, timeout: float, concurrency: int, environ: Mapping[str, str] | None
-) -> tuple[float, int, Mapping[str, str]]:
+def _plan(
+    manager: PlatformManager | None,
+    operations: Iterable[str] | None,
+    base_urls: Mapping[str, str] | None,
+    adapters: Mapping[str, Adapter] | None,
+    timeout: float,
+    concurrency: int,
+    environ: Mapping[str, str] | None,
+) -> tuple[float, int, list[_Target], list[Adapter]]:
+    """Both twins' arguments checked: the timeout, the concurrency, the targets and the
+    adapters made for them (closed by the caller)."""
+    if manager is None:
+        from failover import default_manager
+
+        manager = default_manager()
     seconds = validate.seconds("timeout", timeout, above=0)
     limit = validate.integer("concurrency", concurrency, at_least=1)
-    return seconds, limit, manager.environ if environ is None else environ
+    env = manager.environ if environ is None else environ
+    targets, created = _targets(manager, operations, base_urls or {}, adapters or {}, env)
+    return seconds, limit, targets, created
 
 
 async def check_platforms(
@@ -163,12 +177,9 @@ async def check_platforms(
     with no adapter is in the list, not checked, with the reason. Nothing is recorded on
     the manager; no key reaches the results.
     """
-    if manager is None:
-        from failover import default_manager
-
-        manager = default_manager()
-    seconds, limit, env = _settings(manager, timeout, concurrency, environ)
-    targets, created = _targets(manager, operations, base_urls or {}, adapters or {}, env)
+    seconds, limit, targets, created = _plan(
+        manager, operations, base_urls, adapters, timeout, concurrency, environ
+    )
     results: list[PlatformCheck | None] = [None] * len(targets)
     limiter = anyio.CapacityLimiter(limit)
 
@@ -209,12 +220,9 @@ def check_platforms_sync(
     """:func:`check_platforms` for synchronous code: the checks run in up to
     ``concurrency`` threads with blocking I/O (no event loop). Each request is bounded by
     ``timeout``; a check as a whole is not (a blocking request cannot be cut short)."""
-    if manager is None:
-        from failover import default_manager
-
-        manager = default_manager()
-    seconds, limit, env = _settings(manager, timeout, concurrency, environ)
-    targets, created = _targets(manager, operations, base_urls or {}, adapters or {}, env)
+    seconds, limit, targets, created = _plan(
+        manager, operations, base_urls, adapters, timeout, concurrency, environ
+    )
 
     def check(target: _Target) -> PlatformCheck:
         if target.adapter is None:
