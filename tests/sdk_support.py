@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
+import pytest
 import sniffio
 
 from failover.sdk import anthropic_client, genai_client, openai_client
@@ -162,3 +163,13 @@ SDKS = (
         ASYNCIO_ONLY.format("fal-client"),
     ),
 )
+
+
+#: Every SDK, once per anyio backend (a test module imports it to use it), skipping the
+#: asyncio-only ones on trio with their reason.
+@pytest.fixture(params=SDKS, ids=str, name="sdk")
+def sdk_fixture(request: pytest.FixtureRequest, anyio_backend: str) -> Sdk:
+    chosen: Sdk = request.param
+    if anyio_backend == "trio" and chosen.asyncio_only:
+        pytest.skip(chosen.asyncio_only)
+    return chosen

@@ -17,7 +17,7 @@ import pytest
 from failover import ConfigError, PlatformManager, PlatformSpec
 from failover.sdk import DEFAULT_TIMEOUT, anthropic_client, genai_client, openai_client
 from failover.testing import Behaviour, FakeProviderServer
-from sdk_support import SDKS, Sdk, fal_pointed_at
+from sdk_support import SDKS, Sdk, fal_pointed_at, sdk_fixture  # noqa: F401  (the sdk fixture)
 
 pytestmark = pytest.mark.anyio
 
@@ -153,14 +153,6 @@ async def test_genai_own_async_client_runs_on_asyncio_only(anyio_backend: str) -
 
 
 # -- the scenario of docs/sdks.md, through every SDK ---------------------------------------------
-
-
-@pytest.fixture(params=SDKS, ids=str)
-def sdk(request: pytest.FixtureRequest, anyio_backend: str) -> Sdk:
-    chosen: Sdk = request.param
-    if anyio_backend == "trio" and chosen.asyncio_only:
-        pytest.skip(chosen.asyncio_only)
-    return chosen
 
 
 async def test_with_the_official_sdk_a_rate_limited_primary_falls_back_at_once(sdk: Sdk) -> None:

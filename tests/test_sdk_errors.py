@@ -26,7 +26,7 @@ import pytest
 from failover import Classification, ErrorKind, PlatformManager, PlatformSpec, classify
 from failover._core.classify.providers import shape
 from failover.testing import Behaviour, FakeProviderServer
-from sdk_support import KEY, SDKS, Sdk
+from sdk_support import KEY, SDKS, Sdk, sdk_fixture  # noqa: F401  (the sdk fixture)
 
 pytestmark = pytest.mark.anyio
 
@@ -54,14 +54,6 @@ def expected_verdict(sdk: Sdk, failure: str) -> Classification:
         status = STATUS[failure]
     retry_after = 20.0 if failure == "rate_limited" else None
     return Classification(kind, retry_after=retry_after, status_code=status)
-
-
-@pytest.fixture(params=SDKS, ids=str)
-def sdk(request: pytest.FixtureRequest, anyio_backend: str) -> Sdk:
-    chosen: Sdk = request.param
-    if anyio_backend == "trio" and chosen.asyncio_only:
-        pytest.skip(chosen.asyncio_only)
-    return chosen
 
 
 async def raised_by(sdk: Sdk, behaviour: Behaviour) -> Exception:
